@@ -1,0 +1,283 @@
+"""Recipes: YAML files with `data`, `model` and `train` sections plus `output_dir`.
+
+`load_recipe(path, overrides)` reads a recipe, applies dotted `key=value` overrides
+(`train.lr=3e-5`), checks every key and value, and fills method-dependent defaults, so the
+resolved recipe written into the run folder says exactly what ran.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from .errors import TextxferError
+
+METHODS = ("full", "feature_extraction", "scratch")
+
+
+def _f(default: Any, help: str, choices: tuple | None = None):
+    """A dataclass field with a one-line help text (and optional allowed values)."""
+    meta = {"help": help}
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    train: Optional[str] = _f(None, "training file: .csv, .tsv, .jsonl/.json or .parquet (required)")
+    validation: Optional[str] = _f(None, "validation file; without it, a stratified split of `train`")
+    test: Optional[str] = _f(None, "test file, evaluated once with the best weights")
+    text_column: Union[str, list] = _f("text", "text column, or a list of columns joined into one text")
+    label_column: str = _f("label", "label column (strings or integers)")
+    max_length: int = _f(128, "truncate texts beyond this many tokens")
+    validation_split: float = _f(0.1, "fraction of `train` held out when no validation file is given")
+    encoding: str = _f("utf-8", "text encoding of the input files, e.g. utf-8, latin-1, cp1252")
+    drop_invalid_rows: bool = _f(False, "drop rows with empty text or missing label (and say how many)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f("minilm-l6", "embedded alias (minilm-l6), a local model folder, or a Hub id")
+    method: str = _f("full", "transfer method", METHODS)
+    pooling: str = _f("mean", "feature_extraction pooling of token states", ("mean", "cls"))
+    revision: Optional[str] = _f(None, "Hub revision (branch, tag or commit) when `name` is a Hub id")
+    trust_remote_code: bool = _f(False, "allow custom model code from the Hub (off: only use it for models you trust)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: Optional[int] = _f(None, "passes over the training data (default depends on model.method)")
+    lr: Optional[float] = _f(None, "peak learning rate (default depends on model.method)")
+    batch_size: int = _f(32, "training examples per optimizer step and process, before accumulation")
+    eval_batch_size: int = _f(64, "examples per evaluation/prediction batch")
+    seed: int = _f(42, "random seed for splits, initialisation, shuffling and dropout")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not applied to biases and LayerNorm weights)")
+    warmup_ratio: float = _f(0.1, "fraction of optimizer steps spent warming the LR up linearly")
+    gradient_accumulation_steps: int = _f(1, "micro-batches accumulated per optimizer step")
+    max_grad_norm: Optional[float] = _f(1.0, "gradient clipping norm (null: off)")
+    mixed_precision: str = _f("no", "autocast precision", ("no", "bf16", "fp16"))
+    early_stopping_patience: Optional[int] = _f(None, "stop after this many epochs without better validation macro-F1 (null: off)")
+    class_weights: str = _f("none", "loss weights per class", ("none", "balanced"))
+
+
+@dataclass
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output_dir: str = "runs/textxfer"
+
+    def to_dict(self) -> dict:
+        """The recipe as plain YAML-ready data."""
+        return dataclasses.asdict(self)
+
+
+# Defaults that only make sense per method: a frozen backbone with cached features trains a
+# linear head, which wants many cheap epochs and a high LR; fine-tuning wants few epochs and a
+# low LR; a randomly initialised network wants a higher LR than fine-tuning.
+METHOD_DEFAULTS = {
+    "full": {"epochs": 5, "lr": 1e-4},
+    "feature_extraction": {"epochs": 40, "lr": 3e-3},
+    "scratch": {"epochs": 5, "lr": 3e-4},
+}
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def valid_keys() -> list[str]:
+    """Every dotted key a recipe accepts."""
+    keys = ["output_dir"]
+    for section, cls in _SECTIONS.items():
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def _unknown_key_error(key: str, where: str) -> TextxferError:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    if not close:  # try the last component alone: `lr` -> `train.lr`
+        tails = {k.split(".")[-1]: k for k in valid_keys()}
+        hit = difflib.get_close_matches(key.split(".")[-1], list(tails), n=1, cutoff=0.6)
+        close = [tails[hit[0]]] if hit else []
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    return TextxferError(
+        f"Unknown recipe key `{key}` in {where}.{hint} Valid keys are: {', '.join(valid_keys())}."
+    )
+
+
+def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None, where: str) -> Any:
+    """Check `value` against a field's type; accept ints for floats and numeric strings."""
+    hint = typing.get_type_hints  # noqa: F841 (kept simple: annotations are strings under __future__)
+    allowed = _types_of(annotation)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise TextxferError(f"Recipe key `{key}` in {where} cannot be empty; give a value of type {_type_names(allowed)}.")
+    if bool in allowed and isinstance(value, bool):
+        pass
+    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
+    elif float in allowed and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    elif str in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed):
+        raise TextxferError(
+            f"Recipe key `{key}` in {where} must be {_type_names(allowed)}, got {value!r}. "
+            f"Fix the value in the recipe or override it, e.g. `{key}=...`."
+        )
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise TextxferError(f"Recipe key `{key}` in {where} must be a list of column names, got {value!r}.")
+    if choices and value not in choices:
+        raise TextxferError(
+            f"Recipe key `{key}` in {where} is {value!r}, which is not one of: {', '.join(map(str, choices))}."
+        )
+    return value
+
+
+_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "None": type(None)}
+
+
+def _types_of(annotation: Any) -> tuple:
+    if isinstance(annotation, str):  # `from __future__ import annotations`
+        annotation = eval(annotation, {"Optional": Optional, "Union": Union, **_NAMES})  # noqa: S307
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return tuple(t for a in typing.get_args(annotation) for t in _types_of(a))
+    return (annotation,)
+
+
+def _type_names(allowed: tuple) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+             list: "a list", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in allowed)
+
+
+def _build(cls, values: dict, section: str, where: str):
+    if not isinstance(values, dict):
+        raise TextxferError(f"Section `{section}` in {where} must be a mapping of keys to values, got {values!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown_key_error(f"{section}.{key}", where)
+        f = fields[key]
+        kwargs[key] = _coerce(value, f.type, f"{section}.{key}", f.metadata.get("choices"), where)
+    return cls(**kwargs)
+
+
+def parse_overrides(overrides: list[str] | None) -> dict:
+    """Turn `["train.lr=3e-5", "data.text_column=[subject,body]"]` into a nested dict."""
+    nested: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise TextxferError(
+                f"Override `{item}` is not of the form key=value (for example `train.lr=3e-5` or `model.method=full`)."
+            )
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in valid_keys():
+            raise _unknown_key_error(key, "the command-line overrides")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, set)):
+            value = raw
+        if key == "output_dir":
+            nested["output_dir"] = value
+        else:
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def recipe_from_dict(raw: dict, where: str = "the recipe") -> Recipe:
+    """Validate a nested dict into a `Recipe` and fill method-dependent defaults."""
+    if not isinstance(raw, dict):
+        raise TextxferError(f"{where} must be a YAML mapping with sections data, model, train and output_dir.")
+    for key in raw:
+        if key not in (*_SECTIONS, "output_dir"):
+            raise _unknown_key_error(str(key), where)
+    sections = {name: _build(cls, raw.get(name) or {}, name, where) for name, cls in _SECTIONS.items()}
+    output_dir = raw.get("output_dir", Recipe.output_dir)
+    if not isinstance(output_dir, str) or not output_dir.strip():
+        raise TextxferError(f"`output_dir` in {where} must be a folder path, got {output_dir!r}.")
+    recipe = Recipe(**sections, output_dir=output_dir)
+    _check(recipe, where)
+    for key, value in METHOD_DEFAULTS[recipe.model.method].items():
+        if getattr(recipe.train, key) is None:
+            setattr(recipe.train, key, value)
+    return recipe
+
+
+def _check(recipe: Recipe, where: str) -> None:
+    d, t = recipe.data, recipe.train
+    if not d.train:
+        raise TextxferError(
+            f"{where} has no training file: set `data.train` to a CSV, TSV, JSONL or parquet file "
+            f"(in the recipe, or on the command line as `data.train=path/to/train.csv`)."
+        )
+    positive = {"data.max_length": d.max_length, "train.batch_size": t.batch_size,
+                "train.eval_batch_size": t.eval_batch_size,
+                "train.gradient_accumulation_steps": t.gradient_accumulation_steps}
+    if t.epochs is not None:
+        positive["train.epochs"] = t.epochs
+    for key, value in positive.items():
+        if value < 1:
+            raise TextxferError(f"`{key}` in {where} must be at least 1, got {value}.")
+    if not 0 < d.validation_split < 1:
+        raise TextxferError(f"`data.validation_split` in {where} must be between 0 and 1, got {d.validation_split}.")
+    if t.lr is not None and t.lr <= 0:
+        raise TextxferError(f"`train.lr` in {where} must be positive, got {t.lr}.")
+    if not 0 <= t.warmup_ratio < 1:
+        raise TextxferError(f"`train.warmup_ratio` in {where} must be in [0, 1), got {t.warmup_ratio}.")
+    if isinstance(d.text_column, list) and not d.text_column:
+        raise TextxferError(f"`data.text_column` in {where} is an empty list; name at least one column.")
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe (or start from defaults when `path` is None) and apply `key=value` overrides.
+
+    Relative data paths are kept as written: they resolve against the working directory, like
+    every command-line tool. Raises `TextxferError` with a clear message on any problem.
+    """
+    raw: dict = {}
+    where = "the recipe"
+    if path is not None:
+        path = Path(path)
+        where = f"recipe {path}"
+        if not path.is_file():
+            raise TextxferError(f"Recipe file {path} does not exist. Check the path (recipes live in `recipes/`).")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise TextxferError(f"Recipe {path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}.") from None
+        except UnicodeDecodeError:
+            raise TextxferError(f"Recipe {path} is not UTF-8 text; save it as UTF-8.") from None
+    merged = _merge(raw, parse_overrides(overrides)) if overrides else raw
+    return recipe_from_dict(merged, where)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe as YAML."""
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,81 @@
+"""The run folder: written in a staging folder beside it and moved into place only when complete.
+
+A run folder holds the model and tokenizer (safetensors), `textxfer.json` (labels, method and
+text settings for prediction), the resolved `recipe.yaml`, `metrics.json`, plots and
+`predictions_test.csv`. A crash never leaves a folder that looks finished: until the final
+rename, everything lives in `<output_dir>.incomplete/`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import textxfer
+
+from .config import Recipe, save_recipe
+from .data import Splits
+from .metrics import full_report
+from .report import plot_confusion_matrix, plot_learning_curves
+
+RUN_INFO = "textxfer.json"
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically: a temporary file renamed over the target."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dict) -> dict:
+    """Save model, tokenizer, recipe, test predictions, metrics and plots; returns the final metrics."""
+    from .predict import Classifier  # predict imports runfolder for RUN_INFO
+
+    final = Path(recipe.output_dir)
+    staging = final.with_name(final.name + ".incomplete")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    info = {
+        "textxfer_version": textxfer.__version__,
+        "method": recipe.model.method,
+        "base_model": recipe.model.name,
+        "labels": splits.labels.labels,
+        "text_column": recipe.data.text_column,
+        "max_length": recipe.data.max_length,
+        "eval_batch_size": recipe.train.eval_batch_size,
+    }
+    write_json(staging / RUN_INFO, info)
+    save_recipe(recipe, staging / "recipe.yaml")
+
+    if splits.test is not None:
+        # Test metrics come from the saved model, reloaded: exactly what users will get.
+        classifier = Classifier.load(staging)
+        probs = classifier.predict_proba(splits.test["text"])
+        predicted = probs.argmax(1)
+        classifier.write_predictions(splits.raw_test, probs, staging / "predictions_test.csv")
+        report = full_report(splits.test["label"], predicted, splits.labels.labels)
+        run_metrics = {**run_metrics, "test": report}
+        plot_confusion_matrix(report["confusion_matrix"], splits.labels.labels, staging / "confusion_matrix.png",
+                              f"test: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+    if run_metrics.get("history"):
+        plot_learning_curves(run_metrics["history"], staging / "learning_curves.png")
+    write_json(staging / "metrics.json", run_metrics)
+    _swap_into_place(staging, final)
+    return run_metrics
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    """Replace `final` by `staging`; an earlier run at `final` is removed only after the move."""
+    old = final.with_name(final.name + ".previous")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,264 @@
+"""The training loop: one `accelerate.Accelerator`, the same code on CPU, one GPU or many.
+
+`train(recipe)` reads and checks the data, builds the model for the recipe's method, trains with
+AdamW and a linear warmup/decay schedule, evaluates on validation every epoch (early stopping on
+macro-F1, keeping the best weights), then writes the run folder and evaluates the saved model on
+the test file. For `feature_extraction` the frozen backbone runs once over the data and only the
+head trains, on the cached features.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import metrics as metrics_lib
+from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize, train_loader
+from .config import Recipe
+from .data import Splits, load_splits
+from .errors import TextxferError
+from .models import PooledClassifier, build_model, build_tokenizer, count_parameters
+from .runfolder import write_run
+
+
+@dataclass
+class FitResult:
+    """What the loop learned: best weights, per-epoch history and throughput."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_macro_f1: float = -1.0
+    samples: int = 0
+    seconds: float = 0.0
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    """The one Accelerator of a run; hardware comes from `accelerate launch`, precision from the recipe."""
+    precision = recipe.train.mixed_precision
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise TextxferError(
+            "`train.mixed_precision=fp16` needs a CUDA GPU, and none is visible. Use `bf16` "
+            "(supported on recent CPUs and GPUs) or `no`."
+        )
+    return Accelerator(mixed_precision=precision,
+                       gradient_accumulation_steps=recipe.train.gradient_accumulation_steps)
+
+
+def train(recipe: Recipe) -> dict:
+    """Train, evaluate and save a classifier as the recipe says; returns the run's metrics."""
+    accelerator = make_accelerator(recipe)
+    seed = recipe.train.seed
+    splits = load_splits(recipe.data, seed)  # every process reads: it is cheap and needs no sync
+    for note in splits.notes:
+        accelerator.print(f"textxfer: note: {note}", file=sys.stderr)
+    tokenizer = build_tokenizer(recipe.model)
+    with accelerator.main_process_first():
+        train_set = TokenizedDataset(tokenize(splits.train, tokenizer, recipe.data.max_length))
+        val_set = TokenizedDataset(tokenize(splits.validation, tokenizer, recipe.data.max_length))
+    set_seed(seed)  # before the model is built: the new head's initialisation is seeded
+    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id)
+    trainable, total = count_parameters(model if recipe.model.method != "feature_extraction" else model.head)
+    if recipe.model.method == "feature_extraction":
+        total += sum(p.numel() for p in model.backbone.parameters())
+    accelerator.print(
+        f"textxfer: {recipe.model.method} on {recipe.model.name}: {len(splits.labels)} classes, "
+        f"{len(train_set)} train / {len(val_set)} validation rows; "
+        f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)"
+    )
+    weights = None
+    if recipe.train.class_weights == "balanced":
+        weights = torch.tensor(metrics_lib.class_weights(splits.train["label"], len(splits.labels)), dtype=torch.float)
+    collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
+    if recipe.model.method == "feature_extraction":
+        result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, weights)
+    else:
+        result = _fine_tune(accelerator, model, train_set, val_set, collate, recipe, weights)
+    accelerator.wait_for_everyone()
+    run_metrics = {
+        "validation": _best_validation(result),
+        "train": {
+            "samples_per_second": result.samples / max(result.seconds, 1e-9),
+            "wall_seconds": result.seconds,
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "num_processes": accelerator.num_processes,
+        },
+        "history": result.history,
+    }
+    if accelerator.is_main_process:
+        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run_metrics
+
+
+def _best_validation(result: FitResult) -> dict:
+    best = result.history[result.best_epoch - 1]
+    return {"accuracy": best["validation_accuracy"], "macro_f1": best["validation_macro_f1"],
+            "loss": best["validation_loss"], "n": best["validation_n"], "epoch": result.best_epoch}
+
+
+def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: no weight decay on biases and normalisation weights (the usual BERT recipe)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer_and_schedule(model: nn.Module, recipe: Recipe, batches_per_epoch: int):
+    t = recipe.train
+    optimizer = torch.optim.AdamW(_decay_groups(model, t.weight_decay), lr=t.lr)
+    steps = math.ceil(batches_per_epoch / t.gradient_accumulation_steps) * t.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(steps * t.warmup_ratio), steps)
+    return optimizer, scheduler
+
+
+def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader, sampler,
+         evaluate, recipe: Recipe, weights: torch.Tensor | None, desc: str) -> FitResult:
+    """The loop shared by every method: `forward(model, batch) -> logits`, `evaluate() -> dict`."""
+    t = recipe.train
+    optimizer, scheduler = _optimizer_and_schedule(model, recipe, len(loader))
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(accelerator.device) if weights is not None else None)
+    result, best_state, stale = FitResult(), None, 0
+    for epoch in range(1, t.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        started, loss_sum, loss_count = time.perf_counter(), torch.zeros((), device=accelerator.device), 0
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{t.epochs}", leave=False,
+                   disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+        for batch in bar:
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    logits = forward(model, batch)
+                loss = loss_fn(logits.float(), batch["labels"])
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and t.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach()
+            loss_count += 1
+            result.samples += len(batch["labels"]) * accelerator.num_processes
+        result.seconds += time.perf_counter() - started
+        train_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
+        scores = evaluate(model)
+        entry = {"epoch": epoch, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
+        result.history.append(entry)
+        improved = scores["macro_f1"] > result.best_macro_f1
+        if improved:
+            result.best_epoch, result.best_macro_f1, stale = epoch, scores["macro_f1"], 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        else:
+            stale += 1
+        if accelerator.is_main_process and (desc != "head" or epoch == t.epochs or improved or epoch % 10 == 0):
+            tqdm.write(f"epoch {epoch:>3}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
+                       f"accuracy {scores['accuracy']:.4f} macro-F1 {scores['macro_f1']:.4f}"
+                       f"{'  *best' if improved else ''}")
+        if t.early_stopping_patience is not None and stale >= t.early_stopping_patience:
+            accelerator.print(f"textxfer: early stopping: no better validation macro-F1 for {stale} epoch(s); "
+                              f"keeping epoch {result.best_epoch}")
+            break
+    accelerator.unwrap_model(model).load_state_dict(best_state)
+    return result
+
+
+def _validation_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict:
+    loss = nn.functional.cross_entropy(logits.float(), labels).item()
+    return {**metrics_lib.summary(labels.numpy(), logits.argmax(-1).numpy()), "loss": loss}
+
+
+def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, weights) -> FitResult:
+    loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate)
+    val_loader, _ = eval_loader(val_set, recipe.train.eval_batch_size, collate)
+    val_loader = accelerator.prepare(val_loader)
+
+    def forward(m, batch):
+        return m(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+    def evaluate(m):
+        logits, labels = _predict(accelerator, m, val_loader, forward)
+        return _validation_scores(logits, labels)
+
+    return _fit(accelerator, model, forward, loader, sampler, evaluate, recipe, weights, "fine-tune")
+
+
+@torch.inference_mode()
+def _predict(accelerator, model, loader, forward) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels over exactly the loader's examples, gathered from every process."""
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in loader:
+        with accelerator.autocast():
+            logits = forward(model, batch)
+        logits, labels = accelerator.gather_for_metrics((logits.float(), batch["labels"]))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    model.train(was_training)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+@torch.inference_mode()
+def _features(accelerator, model: PooledClassifier, dataset: TokenizedDataset, collate, batch_size, desc):
+    """Backbone features of every example, computed once, in input order, on every process."""
+    loader, order = eval_loader(dataset, batch_size, collate)
+    loader = accelerator.prepare(loader)
+    model.backbone.to(accelerator.device)
+    chunks, labels = [], []
+    for batch in tqdm(loader, desc=f"features {desc}", leave=False, disable=not accelerator.is_local_main_process):
+        with accelerator.autocast():
+            feats = model.features(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        feats, batch_labels = accelerator.gather_for_metrics((feats.float(), batch["labels"]))
+        chunks.append(feats.cpu())
+        labels.append(batch_labels.cpu())
+    features, labels = torch.cat(chunks), torch.cat(labels)
+    restore = torch.empty(len(order), dtype=torch.long)
+    restore[torch.tensor(order)] = torch.arange(len(order))
+    return features[restore], labels[restore]
+
+
+def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, weights) -> FitResult:
+    started = time.perf_counter()
+    bs = recipe.train.eval_batch_size
+    train_x, train_y = _features(accelerator, model, train_set, collate, bs, "train")
+    val_x, val_y = _features(accelerator, model, val_set, collate, bs, "validation")
+    feature_seconds = time.perf_counter() - started
+    accelerator.print(f"textxfer: cached backbone features of {len(train_x) + len(val_x)} texts in {feature_seconds:.1f}s")
+    generator = torch.Generator().manual_seed(recipe.train.seed)
+    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
+                        generator=generator, collate_fn=lambda rows: {"features": torch.stack([r[0] for r in rows]),
+                                                                      "labels": torch.stack([r[1] for r in rows])})
+
+    def forward(head, batch):
+        return head(batch["features"])
+
+    def evaluate(head):
+        was_training = head.training
+        head.eval()
+        with torch.inference_mode():
+            logits = head(val_x.to(accelerator.device)).cpu()
+        head.train(was_training)
+        return _validation_scores(logits, val_y)
+
+    result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, weights, "head")
+    result.seconds += feature_seconds
+    result.samples = len(train_x) * len(result.history)  # texts seen per epoch, as for fine-tuning
+    return result
