@@ -30,7 +30,15 @@ Why this way:
 * eval throughput is test texts predicted per second (Trainer: ``test_samples_per_second``
   of ``predict()``; textxfer: a ``texts_per_second``/``samples_per_second`` field of
   ``metrics.json["test"]`` if present, else ``n / seconds``; ``n/a`` otherwise);
-* accuracy and macro-F1 on the test subset check that speed was not bought with quality.
+* accuracy and macro-F1 on the test subset check that speed was not bought with quality;
+* the CPU time other processes used during each run is recorded (``/proc/stat``): on a
+  shared host, a competing process easily slows a 2-core run down several-fold, and the
+  report flags such runs instead of presenting their timings as clean.
+
+Shared settings reach textxfer through the recipe: ``data.max_length``, ``train.epochs``,
+``lr``, ``batch_size``, ``seed``, ``eval_batch_size`` and, with ``--bf16``,
+``train.mixed_precision: bf16``; ``--device cpu`` hides CUDA from every child
+(``CUDA_VISIBLE_DEVICES=""``). Anything else can be passed with ``--textxfer-set KEY=VALUE``.
 
 The data subsets are drawn once (stratified, seeded) and written to TSV files that
 all variants read. Nothing is fetched from the Hugging Face Hub (``HF_HUB_OFFLINE=1``).
@@ -46,8 +54,8 @@ import argparse
 import datetime as _dt
 import json
 import os
+import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -89,11 +97,21 @@ _CUDA_MEM_KEYS = ("cuda_max_memory_allocated_mb", "peak_cuda_mb", "peak_gpu_mb",
 # --------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show ``(default: X)`` only where there is a meaningful default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        """Help text, with the default appended unless it is None, False or empty."""
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options of the harness."""
     p = argparse.ArgumentParser(
         description="Benchmark textxfer against plain transformers.Trainer scripts on the same data and model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("what to run")
     g.add_argument("--variants", default="a,b,c",
@@ -105,7 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--timeout", type=float, default=7200.0, help="seconds after which a child is killed")
     g.add_argument("--textxfer-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra override passed to textxfer.train after the recipe (repeatable), "
-                        "e.g. for its device/precision keys")
+                        "e.g. train.warmup_ratio=0")
 
     g = p.add_argument_group("data and model")
     g.add_argument("--model", default=None,
@@ -116,7 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--train-rows", type=int, default=2000,
                    help="stratified training subset drawn from train.tsv; 0 = all of train.tsv plus "
                         "the dev.tsv rows not used for validation")
-    g.add_argument("--test-rows", type=int, default=1000, help="stratified subset of test.tsv; 0 = all")
+    g.add_argument("--test-rows", type=int, default=1000,
+                   help="stratified subset of test.tsv; 0 = all (rows of classes missing from the training "
+                        "subset are dropped, for every variant alike)")
     g.add_argument("--val-rows", type=int, default=200,
                    help="stratified subset of dev.tsv given to textxfer as data.validation "
                         "(the Trainer variants do not evaluate during training); 0 = no validation file")
@@ -125,14 +145,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=1, help="training epochs")
     g.add_argument("--batch-size", type=int, default=32, help="per-device training batch size")
-    g.add_argument("--eval-batch-size", type=int, default=None,
-                   help="per-device prediction batch size of the Trainer variants (default: --batch-size)")
+    g.add_argument("--eval-batch-size", type=int, default=64,
+                   help="prediction batch size, the same for every variant (Trainer per_device_eval_batch_size, "
+                        "textxfer train.eval_batch_size)")
     g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     g.add_argument("--seed", type=int, default=0, help="training seed, also used to draw the data subsets")
     g.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                    help="cpu hides CUDA from every child (CUDA_VISIBLE_DEVICES=''); cuda leaves it visible")
     g.add_argument("--bf16", action="store_true",
-                   help="bf16 mixed precision for the Trainer variants (pass textxfer's own key with --textxfer-set)")
+                   help="bf16 mixed precision for every variant (Trainer bf16=True, textxfer "
+                        "train.mixed_precision: bf16)")
 
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="also write the markdown report to this file (atomically)")
@@ -179,6 +201,13 @@ def prepare_data(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         pool = train_all + [row for i, row in enumerate(dev_all) if i not in used]
         train = [pool[i] for i in stratified_indices([lab for _, lab in pool], 0, args.seed)]
     test = [test_all[i] for i in stratified_indices([lab for _, lab in test_all], args.test_rows, args.seed)]
+    # A classifier cannot predict classes it never saw (textxfer refuses such files): with a
+    # tiny training subset, drop held-out rows of unseen classes -- the same files for everyone.
+    seen = {lab for _, lab in train}
+    dropped = {"validation": sum(lab not in seen for _, lab in validation),
+               "test": sum(lab not in seen for _, lab in test)}
+    validation = [row for row in validation if row[1] in seen]
+    test = [row for row in test if row[1] in seen]
 
     files = {"train": workdir / "train.tsv", "test": workdir / "test.tsv"}
     write_tsv(files["train"], train)
@@ -194,6 +223,7 @@ def prepare_data(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "n_test": len(test),
         "n_train_labels": len({lab for _, lab in train}),
         "n_test_labels": len({lab for _, lab in test}),
+        "dropped_unseen_label_rows": dropped,
     }
 
 
@@ -214,10 +244,9 @@ def trainer_command(args: argparse.Namespace, padding: str, data: dict[str, Any]
         "--seed", str(args.seed),
         "--max-length", str(args.max_length),
         "--device", args.device,
+        "--eval-batch-size", str(args.eval_batch_size),
         "--output-dir", str(run_dir / "trainer_output"),
     ]
-    if args.eval_batch_size:
-        cmd += ["--eval-batch-size", str(args.eval_batch_size)]
     if args.bf16:
         cmd.append("--bf16")
     return cmd
@@ -238,7 +267,14 @@ def write_recipe(args: argparse.Namespace, data: dict[str, Any], run_dir: Path) 
             "max_length": args.max_length,
         },
         "model": {"name": str(args.model), "method": "full"},
-        "train": {"epochs": args.epochs, "lr": float(args.lr), "batch_size": args.batch_size, "seed": args.seed},
+        "train": {
+            "epochs": args.epochs,
+            "lr": float(args.lr),
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "eval_batch_size": args.eval_batch_size,
+            **({"mixed_precision": "bf16"} if args.bf16 else {}),
+        },
         "output_dir": str(run_dir / "textxfer_output"),
     }
     path = run_dir / "recipe.yaml"
@@ -269,7 +305,10 @@ def textxfer_record(metrics: dict[str, Any], expected_n_test: int) -> tuple[dict
         "test_accuracy": _first_number(test, ("accuracy",)),
         "test_macro_f1": _first_number(test, ("macro_f1",)),
         "n_test": test.get("n"),
-        "validation_accuracy": _first_number(metrics.get("validation") or {}, ("accuracy",)),
+        "validation_accuracy": (
+            _first_number(metrics["validation"], ("accuracy",)) if isinstance(metrics.get("validation"), dict)
+            else None
+        ),
     }
     rate = _first_number(test, _EVAL_RATE_KEYS)
     if rate is None:
@@ -300,7 +339,9 @@ def _usable_cores() -> int:
 def run_variant(args: argparse.Namespace, variant: str, repeat: int, data: dict[str, Any], workdir: Path) -> dict:
     """Run one variant once in its own subprocess and return its record (``ok`` False with ``error`` on failure)."""
     run_dir = workdir / f"r{repeat}_{variant}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists():  # a reused --workdir: never read a previous run's outputs
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
     if variant in ("a", "b"):
         cmd = trainer_command(args, "max_length" if variant == "a" else "dynamic", data, run_dir)
     else:
@@ -313,7 +354,7 @@ def run_variant(args: argparse.Namespace, variant: str, repeat: int, data: dict[
         "variant": variant,
         "label": VARIANT_LABELS[variant],
         "repeat": repeat,
-        "command": subprocess.list2cmdline(cmd),
+        "command": shlex.join(cmd),
         "returncode": child.returncode,
         "wall_seconds": child.wall_seconds,
         "peak_rss_mb": child.peak_rss_mb,
@@ -362,7 +403,11 @@ def run_variant(args: argparse.Namespace, variant: str, repeat: int, data: dict[
         fields, notes = textxfer_record(metrics, data["n_test"])
         record.update(fields)
         record["notes"] += notes
-        record["textxfer_metrics"] = metrics
+        # Keep textxfer's own figures in the raw JSON, minus the bulky confusion matrix.
+        record["textxfer_metrics"] = {
+            k: ({kk: vv for kk, vv in v.items() if kk != "confusion_matrix"} if isinstance(v, dict) else v)
+            for k, v in metrics.items()
+        }
     record["ok"] = True
     return record
 
@@ -459,10 +504,14 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         f"- model: `{args.model}`",
         f"- data: `{data['source_dir']}` — train {data['n_train']} rows ({data['n_train_labels']} labels), "
         f"test {data['n_test']} rows ({data['n_test_labels']} labels), validation {data['n_validation']} rows "
-        "(textxfer only); stratified subsets drawn with the seed, the same files for every variant",
-        f"- epochs {args.epochs}, batch size {args.batch_size} (prediction: Trainer "
-        f"{args.eval_batch_size or args.batch_size}), lr {args.lr:g}, seed {args.seed}, "
-        f"max_length {args.max_length}, device {args.device}{', bf16' if args.bf16 else ''}",
+        "(given to textxfer only); stratified subsets drawn with the seed, the same files for every variant"
+        + ("; held-out rows of classes absent from the training subset removed: "
+           f"{data['dropped_unseen_label_rows']['test']} test, "
+           f"{data['dropped_unseen_label_rows']['validation']} validation"
+           if any(data["dropped_unseen_label_rows"].values()) else ""),
+        f"- epochs {args.epochs}, batch size {args.batch_size} (prediction: {args.eval_batch_size}), "
+        f"lr {args.lr:g}, seed {args.seed}, max_length {args.max_length}, device {args.device}"
+        + (", bf16 mixed precision" if args.bf16 else ""),
         f"- repeats: {args.repeats}, run alternately ({', '.join(args.variant_list)}, ...); medians reported",
     ]
     if args.textxfer_set:
@@ -508,6 +557,10 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         "training, prediction" + (", validation" if data["n_validation"] else "") + " and writing outputs.",
         "- **test acc / macro-F1**: on the test subset (Trainer variants: numpy / scikit-learn on "
         "`predict()` output; textxfer: its `metrics.json`).",
+        "- Hyper-parameters not listed under Setup are each tool's own defaults (Trainer: no warmup, "
+        "no weight decay, gradient clipping at 1.0, linear decay), so accuracies may differ for that reason "
+        "too; (a) and (b) also differ slightly from each other because dropout draws depend on the padded "
+        "sequence length.",
         "- **other processes' CPU %**: CPU time the rest of the machine used during the run (busy time "
         "from `/proc/stat` minus the child's own), as a share of all usable cores; high values mean the "
         "timings were taken on a busy machine.",
@@ -550,8 +603,6 @@ def main(argv: list[str] | None = None) -> int:
     args.model = Path(args.model).resolve()
     if not (args.model / "config.json").is_file():
         raise SystemExit(f"--model {args.model}: no config.json there (a local model folder is required)")
-    if "c" in args.variant_list and args.bf16 and not args.textxfer_set:
-        _progress("note: --bf16 only applies to the Trainer variants; pass textxfer's key with --textxfer-set")
 
     own_tmp = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="textxfer_bench_")) if own_tmp else Path(args.workdir).resolve()

@@ -38,11 +38,14 @@ from _common import OFFLINE_ENV, emit_result, read_tsv, self_peak_rss_mb  # noqa
 
 os.environ.update(OFFLINE_ENV)
 
-import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from datasets import Dataset  # noqa: E402
+
+try:  # run_classification.py tokenizes with datasets.Dataset.map; fall back to a list if it is missing
+    import datasets  # noqa: E402
+except ImportError:  # pragma: no cover - only on hosts without `datasets`
+    datasets = None
 from sklearn.metrics import f1_score  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
@@ -90,16 +93,23 @@ def load_split(path: str) -> tuple[list[str], list[str]]:
     return [t for t, _ in rows], [lab for _, lab in rows]
 
 
-def tokenize(tokenizer, texts: list[str], label_ids: list[int], padding: str, max_length: int) -> Dataset:
-    """Tokenize like run_classification.py's ``preprocess_function`` (batched ``Dataset.map``)."""
-    ds = Dataset.from_dict({"text": texts, "label": label_ids})
+def tokenize(tokenizer, texts: list[str], label_ids: list[int], padding: str, max_length: int):
+    """Tokenize like run_classification.py's ``preprocess_function``.
+
+    With ``datasets`` installed this is the example's batched ``Dataset.map`` (Arrow-backed
+    dataset); without it, the same tokenizer call over all texts into a list of dicts.
+    """
     pad = "max_length" if padding == "max_length" else False
+    if datasets is not None:
+        ds = datasets.Dataset.from_dict({"text": texts, "label": label_ids})
 
-    def preprocess(batch):
-        """Tokenize one batch of texts."""
-        return tokenizer(batch["text"], padding=pad, max_length=max_length, truncation=True)
+        def preprocess(batch):
+            """Tokenize one batch of texts."""
+            return tokenizer(batch["text"], padding=pad, max_length=max_length, truncation=True)
 
-    return ds.map(preprocess, batched=True, remove_columns=["text"], desc=None)
+        return ds.map(preprocess, batched=True, remove_columns=["text"])
+    enc = tokenizer(texts, padding=pad, max_length=max_length, truncation=True)
+    return [{**{k: enc[k][i] for k in enc}, "label": label_ids[i]} for i in range(len(texts))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
     transformers.logging.set_verbosity_error()  # the 'newly initialized classifier' notice etc.
     transformers.logging.disable_progress_bar()  # weight-loading bar
-    datasets.disable_progress_bars()  # Dataset.map bars
+    if datasets is not None:
+        datasets.disable_progress_bars()  # Dataset.map bars
 
     train_texts, train_labels = load_split(args.train)
     test_texts, test_labels = load_split(args.test)
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     train_ds = tokenize(tokenizer, train_texts, [label2id[x] for x in train_labels], args.padding, args.max_length)
     test_ds = tokenize(tokenizer, test_texts, [label2id[x] for x in test_labels], args.padding, args.max_length)
     t_tokenized = time.perf_counter()
-    real_lengths = [int(np.sum(m)) for m in train_ds["attention_mask"]]
+    real_lengths = [int(np.sum(row["attention_mask"])) for row in train_ds]
 
     collator = default_data_collator if args.padding == "max_length" else DataCollatorWithPadding(tokenizer)
     with tempfile.TemporaryDirectory(prefix="trainer_baseline_") as tmp:
@@ -201,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "model": str(Path(args.model)),
+        "dataset_backend": "datasets.Dataset" if datasets is not None else "list",
     }
     emit_result(result)
 

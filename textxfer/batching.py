@@ -30,7 +30,8 @@ class TokenizedDataset(Dataset):
     """Tokenized examples held as Python lists: indexing is a cheap list lookup, not an Arrow read."""
 
     def __init__(self, dataset: datasets.Dataset):
-        self.columns = {c: dataset[c] for c in (*MODEL_INPUTS, "label") if c in dataset.column_names}
+        data = dataset.to_dict()  # plain lists: fast to index (a datasets Column reads Arrow per item)
+        self.columns = {c: data[c] for c in (*MODEL_INPUTS, "label") if c in data}
         self.lengths = [len(ids) for ids in self.columns["input_ids"]]
 
     def __len__(self) -> int:

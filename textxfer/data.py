@@ -107,9 +107,9 @@ def _row_where(path: str, index: int) -> str:
 def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool):
     """Texts and labels as Python lists, with invalid rows reported or (if asked) dropped."""
     columns = _columns(cfg)
-    parts = [table[c] for c in columns]
+    parts = [list(table[c]) for c in columns]
     texts = ["\n".join("" if p is None else str(p) for p in row).strip() for row in zip(*parts)]
-    labels = [_label_text(v) for v in table[cfg.label_column]] if need_label else [None] * len(texts)
+    labels = [_label_text(v) for v in list(table[cfg.label_column])] if need_label else [None] * len(texts)
     bad = []
     for i, (text, label) in enumerate(zip(texts, labels)):
         if not text:

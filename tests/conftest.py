@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random BERT/DistilBERT models saved to disk, sample data, a CLI runner."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data_samples"
+
+
+def _save_tiny(folder: Path, config, tokenizer_cls) -> str:
+    from transformers import AutoModel
+
+    from textxfer.models import resolve_model_path
+
+    import torch
+
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer_cls.from_pretrained(resolve_model_path("minilm-l6")).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, hidden-32 random BERT with the real MiniLM (BERT uncased) vocabulary."""
+    from transformers import BertConfig, BertTokenizer
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-bert"), config, BertTokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> str:
+    """A 2-layer, dim-32 random DistilBERT (no token_type_ids) with the same vocabulary."""
+    from transformers import DistilBertConfig, DistilBertTokenizer
+
+    config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                              max_position_embeddings=128)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-distilbert"), config, DistilBertTokenizer)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the `textxfer` command in-process: returns (exit status, stdout, stderr)."""
+    from textxfer.cli import main
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def write(folder: Path, name: str, content: str | bytes) -> Path:
+    """Write a test input file (bytes are written as they are)."""
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def write_recipe(folder: Path, **sections) -> Path:
+    """A recipe YAML from keyword sections, e.g. write_recipe(tmp, data={...}, model={...})."""
+    import yaml
+
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(sections), encoding="utf-8")
+    return path

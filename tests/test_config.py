@@ -1,0 +1,83 @@
+"""Recipes: every shipped recipe loads; overrides, unknown keys and bad values are handled clearly."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from textxfer.config import METHOD_DEFAULTS, load_recipe, valid_keys
+from textxfer.errors import TextxferError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_loads_and_says_how_to_run_it(path):
+    first_line = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith("# ") and "textxfer" in first_line and path.name in first_line
+    recipe = load_recipe(path)
+    assert recipe.data.train and recipe.train.epochs >= 1 and recipe.train.lr > 0
+
+
+def test_recipe_list_is_not_empty():
+    assert any(p.name == "tickets_minilm.yaml" for p in RECIPES)
+
+
+def test_overrides_are_typed_and_nested(tmp_path):
+    recipe = load_recipe(None, ["data.train=a.csv", "train.lr=3e-5", "train.epochs=2",
+                                "data.text_column=[subject,body]", "train.early_stopping_patience=2",
+                                "output_dir=runs/x"])
+    assert recipe.train.lr == 3e-5 and recipe.train.epochs == 2
+    assert recipe.data.text_column == ["subject", "body"]
+    assert recipe.train.early_stopping_patience == 2 and recipe.output_dir == "runs/x"
+
+
+def test_method_defaults_fill_only_what_is_unset():
+    fe = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction"])
+    assert (fe.train.epochs, fe.train.lr) == (METHOD_DEFAULTS["feature_extraction"]["epochs"],
+                                              METHOD_DEFAULTS["feature_extraction"]["lr"])
+    set_by_user = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.lr=0.1"])
+    assert set_by_user.train.lr == 0.1
+
+
+@pytest.mark.parametrize("key,suggestion", [("train.lrr", "train.lr"), ("data.text_col", "data.text_column"),
+                                            ("lr", "train.lr"), ("model.methd", "model.method")])
+def test_unknown_key_suggests_the_closest(key, suggestion):
+    with pytest.raises(TextxferError, match=f"Did you mean `{suggestion}`"):
+        load_recipe(None, ["data.train=a.csv", f"{key}=1"])
+
+
+def test_unknown_key_in_yaml_is_rejected_with_file_name(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"data": {"train": "a.csv"}, "train": {"epoch": 3}}))
+    with pytest.raises(TextxferError) as err:
+        load_recipe(path)
+    assert str(path) in str(err.value) and "train.epochs" in str(err.value)
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("train.epochs=abc", "must be an integer"),
+    ("model.method=magic", "not one of"),
+    ("train.mixed_precision=fp8", "not one of"),
+    ("train.epochs=0", "at least 1"),
+    ("data.validation_split=1.5", "between 0 and 1"),
+    ("train.lr", "key=value"),
+])
+def test_bad_values_are_explained(override, fragment):
+    with pytest.raises(TextxferError, match=fragment):
+        load_recipe(None, ["data.train=a.csv", override])
+
+
+def test_missing_train_file_key_is_explained():
+    with pytest.raises(TextxferError, match="data.train"):
+        load_recipe(None, [])
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  train: [unclosed\n")
+    with pytest.raises(TextxferError, match="line"):
+        load_recipe(path)
+
+
+def test_every_valid_key_can_be_overridden():
+    assert "train.class_weights" in valid_keys() and "output_dir" in valid_keys()
