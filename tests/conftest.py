@@ -73,6 +73,7 @@ def write_recipe(folder: Path, **sections) -> Path:
     """A recipe YAML from keyword sections, e.g. write_recipe(tmp, data={...}, model={...})."""
     import yaml
 
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(sections), encoding="utf-8")
     return path

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -51,6 +52,11 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
             "`train.mixed_precision=fp16` needs a CUDA GPU, and none is visible. Use `bf16` "
             "(supported on recent CPUs and GPUs) or `no`."
         )
+    # Accelerate keeps its state in a process-wide singleton that refuses a second precision. A
+    # Python user (or `textxfer compare`) may train several recipes in one process, so start each
+    # run from a clean slate; the distributed part (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
     return Accelerator(mixed_precision=precision,
                        gradient_accumulation_steps=recipe.train.gradient_accumulation_steps)
 
