@@ -1,0 +1,64 @@
+"""Length-bucketed batches: every example once per epoch, little padding, reshuffled per epoch."""
+import random
+
+import torch
+
+from textxfer.batching import LengthBucketBatchSampler, PadCollator, TokenizedDataset, eval_loader
+
+
+def lengths(n=1000, seed=0):
+    rng = random.Random(seed)
+    return [rng.randint(3, 100) for _ in range(n)]
+
+
+def test_every_index_exactly_once_per_epoch():
+    sampler = LengthBucketBatchSampler(lengths(1003), batch_size=32, seed=1)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(1003))
+        assert len(batches) == len(sampler) == 32
+        assert all(len(b) == 32 for b in batches[:-1]) and len(batches[-1]) == 1003 % 32
+
+
+def test_batches_group_similar_lengths():
+    ls = lengths()
+    sampler = LengthBucketBatchSampler(ls, batch_size=32, seed=1)
+    padded_bucketed = sum(32 * max(ls[i] for i in b) for b in sampler)
+    rng = random.Random(0)
+    order = list(range(len(ls)))
+    rng.shuffle(order)
+    padded_random = sum(32 * max(ls[i] for i in order[k:k + 32]) for k in range(0, len(order), 32))
+    assert padded_bucketed < 0.7 * padded_random
+
+
+def test_shuffle_is_seeded_and_changes_with_the_epoch():
+    a, b = LengthBucketBatchSampler(lengths(), 16, seed=5), LengthBucketBatchSampler(lengths(), 16, seed=5)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+
+
+def test_collator_pads_to_the_longest_in_the_batch_on_either_side():
+    examples = [{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "label": 1},
+                {"input_ids": [8], "attention_mask": [1], "label": 0}]
+    right = PadCollator(pad_token_id=0)(examples)
+    assert right["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert right["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert right["labels"].tolist() == [1, 0]
+    left = PadCollator(pad_token_id=9, padding_side="left")(examples)
+    assert left["input_ids"].tolist() == [[5, 6, 7], [9, 9, 8]]
+
+
+def test_eval_loader_is_length_sorted_and_order_restores_inputs():
+    import datasets
+
+    data = datasets.Dataset.from_dict({"input_ids": [[1] * n for n in (3, 9, 1, 5)],
+                                       "attention_mask": [[1] * n for n in (3, 9, 1, 5)], "label": [0, 1, 2, 3]})
+    loader, order = eval_loader(TokenizedDataset(data), batch_size=2, collate=PadCollator(0))
+    batches = list(loader)
+    assert [b["input_ids"].shape[1] for b in batches] == [9, 3]
+    labels = torch.cat([b["labels"] for b in batches]).tolist()
+    assert [labels[order.index(i)] for i in range(4)] == [0, 1, 2, 3]
