@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -243,6 +243,24 @@ def _features(accelerator, model: PooledClassifier, dataset: TokenizedDataset, c
     return features[restore], labels[restore]
 
 
+class _FeatureBatches(torch.utils.data.Dataset):
+    """Cached features; `__getitems__` lets the DataLoader fetch a whole batch with one index op."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        index = torch.as_tensor(indices)
+        return {"features": self.features[index], "labels": self.labels[index]}
+
+
+def _identity(batch):
+    return batch
+
+
 def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, weights) -> FitResult:
     started = time.perf_counter()
     bs = recipe.train.eval_batch_size
@@ -251,9 +269,8 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
     feature_seconds = time.perf_counter() - started
     accelerator.print(f"textxfer: cached backbone features of {len(train_x) + len(val_x)} texts in {feature_seconds:.1f}s")
     generator = torch.Generator().manual_seed(recipe.train.seed)
-    loader = DataLoader(TensorDataset(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
-                        generator=generator, collate_fn=lambda rows: {"features": torch.stack([r[0] for r in rows]),
-                                                                      "labels": torch.stack([r[1] for r in rows])})
+    loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
+                        generator=generator, collate_fn=_identity)
 
     def forward(head, batch):
         return head(batch["features"])
@@ -266,7 +283,15 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         head.train(was_training)
         return _validation_scores(logits, val_y)
 
-    result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, weights, "head")
+    # A linear head's ops are tiny: on CPU, OpenMP threads cost more in synchronisation than they
+    # give (and stall badly when another process shares the cores), so the head trains on one.
+    threads = torch.get_num_threads()
+    if accelerator.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, weights, "head")
+    finally:
+        torch.set_num_threads(threads)
     result.seconds += feature_seconds
     result.samples = len(train_x) * len(result.history)  # texts seen per epoch, as for fine-tuning
     return result
