@@ -131,3 +131,30 @@ def test_python_dash_m_entry_point_with_overrides(tmp_path, tiny_bert):
     assert "validation accuracy" in proc.stdout
     saved = (tmp_path / "run" / "recipe.yaml").read_text()
     assert "seed: 7" in saved and "test: null" in saved
+
+
+def test_max_length_is_clamped_to_the_models_positions(tmp_path, tiny_bert):
+    metrics, run_dir = run(tmp_path, tiny_bert, data={"max_length": 1000}, epochs=1)
+    assert "max_length: 128" in (run_dir / "recipe.yaml").read_text()
+
+
+@pytest.mark.parametrize("name,fragment", [("./no/such/folder", "does not exist"),
+                                           ("some-org/some-model-that-is-not-cached", "needs a network")])
+def test_model_that_cannot_be_loaded_is_a_clear_error(tmp_path, cli, name, fragment):
+    recipe = write_recipe(tmp_path, data=TICKETS, model={"name": name}, output_dir=str(tmp_path / "run"))
+    code, _, err = cli("train", recipe)
+    assert code == 2 and fragment in err and name in err and "Traceback" not in err
+
+
+def test_pickled_checkpoints_are_refused(tmp_path, tiny_bert):
+    import shutil
+
+    from textxfer.errors import TextxferError
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, folder)
+    model = AutoModel.from_pretrained(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(TextxferError, match="safetensors"):
+        build_model(ModelConfig(name=str(folder)), {0: "a", 1: "b"}, 0)

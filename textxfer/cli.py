@@ -14,15 +14,17 @@ from .errors import TextxferError
 
 def _train(args) -> int:
     from .config import load_recipe
-    from .trainer import train
+    from .trainer import is_main_process, train
 
     recipe = load_recipe(args.recipe, args.overrides)
     metrics = train(recipe)
-    if metrics is not None and "test" in metrics:
+    if not is_main_process():
+        return 0
+    if "test" in metrics:
         test = metrics["test"]
         print(f"textxfer: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
               f"on {test['n']} rows; run saved in {recipe.output_dir}")
-    elif metrics is not None:
+    else:
         val = metrics["validation"]
         print(f"textxfer: validation accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}; "
               f"run saved in {recipe.output_dir}")

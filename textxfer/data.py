@@ -121,10 +121,9 @@ def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str,
         listed = "; ".join(f"{_row_where(path, i)}: {why}" for i, why in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
         if not cfg.drop_invalid_rows:
-            raise TextxferError(
-                f"The {role} file {path} has {len(bad)} invalid row(s): {listed}{more}. "
-                f"Fix those rows, or set `data.drop_invalid_rows=true` to drop them (textxfer then says how many it dropped)."
-            )
+            fix = ("Fix those rows, or set `data.drop_invalid_rows=true` to drop them (textxfer then says how many it dropped)."
+                   if role != "input" else "Fix or remove those rows: every input row gets a prediction, so none is skipped.")
+            raise TextxferError(f"The {role} file {path} has {len(bad)} invalid row(s): {listed}{more}. {fix}")
         dropped = {i for i, _ in bad}
         keep = [i for i in keep if i not in dropped]
         print(f"textxfer: dropped {len(bad)} invalid row(s) of {len(texts)} from the {role} file {path} "

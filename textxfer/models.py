@@ -53,11 +53,22 @@ def resolve_model_path(name: str) -> str:
 
 
 def _load_error(name: str, exc: Exception) -> TextxferError:
+    if Path(name).exists() or name in ALIASES:
+        return TextxferError(
+            f"Could not load the model `{name}`: {_first_line(exc)}. textxfer loads weights from safetensors files "
+            f"only (pickled .bin checkpoints can run code when loaded); convert the checkpoint with "
+            f"`model.save_pretrained(folder)` in a trusted environment, or pick another model."
+        )
     return TextxferError(
-        f"Could not load the model `{name}`: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. "
+        f"Could not load the model `{name}`: {_first_line(exc)}. "
         f"It is neither an embedded alias ({', '.join(ALIASES)}) nor a local folder, so it must come from the "
         f"Hugging Face Hub, which needs a network (or a filled local cache). Use a local folder or an alias offline."
     )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _hub_kwargs(cfg: ModelConfig) -> dict:
@@ -96,13 +107,14 @@ def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | 
     previous = _quiet_loading()
     try:
         if cfg.method == "feature_extraction":
-            backbone = AutoModel.from_pretrained(path, **_hub_kwargs(cfg))
+            backbone = AutoModel.from_pretrained(path, use_safetensors=True, **_hub_kwargs(cfg))
             return PooledClassifier(backbone, HeadConfig(len(id2label), cfg.pooling, id2label))
         if cfg.method == "scratch":
             config = AutoConfig.from_pretrained(path, **labels_kwargs, **_hub_kwargs(cfg))
             model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=cfg.trust_remote_code)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, **labels_kwargs, **_hub_kwargs(cfg))
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels_kwargs,
+                                                                       **_hub_kwargs(cfg))
     except (OSError, ValueError) as exc:
         raise _load_error(cfg.name, exc) from None
     finally:
@@ -178,7 +190,7 @@ class PooledClassifier(nn.Module):
         meta = json.loads((folder / "head_config.json").read_text())
         previous = _quiet_loading()
         try:
-            backbone = AutoModel.from_pretrained(folder / cls.BACKBONE_DIR)
+            backbone = AutoModel.from_pretrained(folder / cls.BACKBONE_DIR, use_safetensors=True)
         finally:
             hf_logging.set_verbosity(previous)
         model = cls(backbone, HeadConfig(meta["num_labels"], meta["pooling"]))

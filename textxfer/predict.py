@@ -52,7 +52,7 @@ class Classifier:
             previous = hf_logging.get_verbosity()
             hf_logging.set_verbosity_error()
             try:
-                model = AutoModelForSequenceClassification.from_pretrained(run_dir)
+                model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
             finally:
                 hf_logging.set_verbosity(previous)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

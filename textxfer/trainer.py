@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader
@@ -69,14 +69,13 @@ def train(recipe: Recipe) -> dict:
     for note in splits.notes:
         accelerator.print(f"textxfer: note: {note}", file=sys.stderr)
     tokenizer = build_tokenizer(recipe.model)
+    set_seed(seed)  # before the model is built: the new head's initialisation is seeded
+    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id)
+    _fit_max_length(recipe, tokenizer, model.config, accelerator)
     with accelerator.main_process_first():
         train_set = TokenizedDataset(tokenize(splits.train, tokenizer, recipe.data.max_length))
         val_set = TokenizedDataset(tokenize(splits.validation, tokenizer, recipe.data.max_length))
-    set_seed(seed)  # before the model is built: the new head's initialisation is seeded
-    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id)
-    trainable, total = count_parameters(model if recipe.model.method != "feature_extraction" else model.head)
-    if recipe.model.method == "feature_extraction":
-        total += sum(p.numel() for p in model.backbone.parameters())
+    trainable, total = count_parameters(model)
     accelerator.print(
         f"textxfer: {recipe.model.method} on {recipe.model.name}: {len(splits.labels)} classes, "
         f"{len(train_set)} train / {len(val_set)} validation rows; "
@@ -109,6 +108,21 @@ def train(recipe: Recipe) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_metrics
+
+
+def is_main_process() -> bool:
+    """True in the process that writes files and prints results (always true without a launcher)."""
+    return PartialState().is_main_process
+
+
+def _fit_max_length(recipe: Recipe, tokenizer, model_config, accelerator: Accelerator) -> None:
+    """Clamp `data.max_length` to what the tokenizer and the model's position embeddings allow."""
+    limits = [getattr(tokenizer, "model_max_length", None), getattr(model_config, "max_position_embeddings", None)]
+    limits = [limit for limit in limits if limit and limit < 1_000_000]
+    if limits and recipe.data.max_length > min(limits):
+        accelerator.print(f"textxfer: note: data.max_length={recipe.data.max_length} exceeds what {recipe.model.name} "
+                          f"accepts; using {min(limits)}", file=sys.stderr)
+        recipe.data.max_length = min(limits)
 
 
 def _best_validation(result: FitResult) -> dict:
