@@ -9,7 +9,7 @@ batch size, learning rate, seed and maximum length, then predict the same test f
     ``default_data_collator``; ``AutoModelForSequenceClassification``.
 (b) ``bench/trainer_baseline.py --padding dynamic`` -- the same ``Trainer``, tokenized
     without padding and batched by ``DataCollatorWithPadding`` (dynamic padding). This is
-    the reference the ratios are computed against: the strongest "plain Trainer" setup.
+    the reference the ratios are computed against: the usual faster "plain Trainer" setup.
 (c) ``python -m textxfer.train <recipe.yaml> [key=value ...]`` with a recipe written here;
     its figures are read from ``<output_dir>/metrics.json``.
 
@@ -440,6 +440,14 @@ def summarize(records: list[dict], variants: list[str]) -> dict[str, dict[str, A
     return summary
 
 
+def _display_path(path: str | Path) -> str:
+    """A path relative to the repository root when it lies inside it (reports stay machine-neutral)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _ratio(value: float | None) -> str:
     """Format a ratio as e.g. ``1.23x`` (``n/a`` for None)."""
     return "n/a" if value is None else f"{value:.2f}x"
@@ -488,6 +496,12 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
     versions = machine["versions"]
     device_names = {r.get("device_name") for r in records if r.get("device_name")}
     tokens = median_or_none(r.get("mean_real_tokens_per_text") for r in records)
+    busy = [r for r in records if (r.get("foreign_cpu_percent") or 0) > BUSY_WARN_PERCENT]
+    busy_warning = [
+        f"**Warning:** other processes used more than {BUSY_WARN_PERCENT:.0f}% of the CPU during "
+        f"{len(busy)} of {len(records)} runs (last column below): those timings are not clean.",
+        "",
+    ] if busy else []
     lines = [
         "# textxfer vs plain `transformers.Trainer`",
         "",
@@ -501,8 +515,9 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         "",
         "## Setup",
         "",
-        f"- model: `{args.model}`",
-        f"- data: `{data['source_dir']}` — train {data['n_train']} rows ({data['n_train_labels']} labels), "
+        f"- model: `{_display_path(args.model)}`",
+        f"- data: `{_display_path(data['source_dir'])}` — train {data['n_train']} rows "
+        f"({data['n_train_labels']} labels), "
         f"test {data['n_test']} rows ({data['n_test_labels']} labels), validation {data['n_validation']} rows "
         "(given to textxfer only); stratified subsets drawn with the seed, the same files for every variant"
         + ("; held-out rows of classes absent from the training subset removed: "
@@ -539,6 +554,7 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         "Ratios divide each variant's median by that of (b); above 1x is faster for the speeds and "
         "larger for RSS and wall time.",
         "",
+        *busy_warning,
         "### Every run, in order",
         "",
         per_repeat_table(records),
@@ -554,7 +570,8 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         "- **peak RSS MB**: `ru_maxrss` of the variant's own subprocess (from `os.wait4`, so per variant, "
         "child processes included)." + (" **peak CUDA MB**: `torch.cuda.max_memory_allocated`." if cuda else ""),
         "- **wall s**: end-to-end time of the subprocess: interpreter start, imports, loading, tokenization, "
-        "training, prediction" + (", validation" if data["n_validation"] else "") + " and writing outputs.",
+        "training, prediction" + (", validation (textxfer)" if data["n_validation"] else "")
+        + " and writing outputs.",
         "- **test acc / macro-F1**: on the test subset (Trainer variants: numpy / scikit-learn on "
         "`predict()` output; textxfer: its `metrics.json`).",
         "- Hyper-parameters not listed under Setup are each tool's own defaults (Trainer: no warmup, "
@@ -565,13 +582,6 @@ def render_report(args: argparse.Namespace, command: str, machine: dict, data: d
         "from `/proc/stat` minus the child's own), as a share of all usable cores; high values mean the "
         "timings were taken on a busy machine.",
     ]
-    busy = [r for r in records if (r.get("foreign_cpu_percent") or 0) > BUSY_WARN_PERCENT]
-    if busy:
-        lines[lines.index("### Every run, in order") - 1:lines.index("### Every run, in order") - 1] = [
-            "",
-            f"**Warning:** other processes used more than {BUSY_WARN_PERCENT:.0f}% of the CPU during "
-            f"{len(busy)} of {len(records)} runs (see the last column below); these timings are not clean.",
-        ]
     failed = [r for r in records if not r["ok"]]
     noted = [r for r in records if r["ok"] and r.get("notes")]
     if failed or noted:
@@ -594,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the markdown report; return 1 if any run failed."""
     raw_argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    command = display_command([str(Path(sys.argv[0]))] + raw_argv) if argv is None else \
-        display_command(["bench/compare_trainer.py", *raw_argv])
+    command = display_command([sys.argv[0] if argv is None else "bench/compare_trainer.py", *raw_argv])
     if args.model is None:
         args.model = default_model_dir()
         if args.model is None:

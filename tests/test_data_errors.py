@@ -123,6 +123,14 @@ def test_unseen_labels_in_validation_are_listed(tmp_path):
     assert "val.csv" in error_of(train=str(train), validation=str(val))
 
 
+def test_validation_file_is_used_as_given(tmp_path):
+    train = write(tmp_path, "train.csv", GOOD)
+    val = write(tmp_path, "val.jsonl", '{"text": "lost card", "label": "card"}\n{"text": "atm fee", "label": "fee"}\n')
+    result = splits(train=str(train), validation=str(val))
+    assert len(result.train) == 20 and list(result.validation["text"]) == ["lost card", "atm fee"]
+    assert [result.labels.id2label[i] for i in result.validation["label"]] == ["card", "fee"]
+
+
 def test_class_too_small_to_stratify_falls_back_with_a_note(tmp_path):
     path = write(tmp_path, "t.csv", GOOD + "a lonely example,rare\n")
     result = splits(train=str(path))

@@ -173,7 +173,7 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         )
     notes = []
     if cfg.validation:
-        val_texts, val_labels = _held_out(cfg, cfg.validation, "validation", space)
+        val_texts, val_labels, _ = _held_out(cfg, cfg.validation, "validation", space)
     else:
         train_idx, val_idx, too_small = stratified_split(train_labels, cfg.validation_split, seed)
         if too_small:

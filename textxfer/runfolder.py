@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import textxfer
@@ -55,10 +56,13 @@ def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dic
     if splits.test is not None:
         # Test metrics come from the saved model, reloaded: exactly what users will get.
         classifier = Classifier.load(staging)
+        started = time.perf_counter()
         probs = classifier.predict_proba(list(splits.test["text"]))
+        seconds = time.perf_counter() - started
         predicted = probs.argmax(1)
         classifier.write_predictions(splits.raw_test, probs, staging / "predictions_test.csv")
         report = full_report(list(splits.test["label"]), predicted, splits.labels.labels)
+        report["texts_per_second"] = len(probs) / max(seconds, 1e-9)
         run_metrics = {**run_metrics, "test": report}
         plot_confusion_matrix(report["confusion_matrix"], splits.labels.labels, staging / "confusion_matrix.png",
                               f"test: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
