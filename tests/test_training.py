@@ -158,3 +158,19 @@ def test_pickled_checkpoints_are_refused(tmp_path, tiny_bert):
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     with pytest.raises(TextxferError, match="safetensors"):
         build_model(ModelConfig(name=str(folder)), {0: "a", 1: "b"}, 0)
+
+
+def test_sentence_embedding_checkpoints_start_with_an_identity_pooler(tiny_bert, tmp_path):
+    import shutil
+
+    labels = {0: "a", 1: "b"}
+    plain = build_model(ModelConfig(name=tiny_bert), labels, 0)
+    assert not torch.equal(plain.bert.pooler.dense.weight, torch.eye(32))
+    st_folder = tmp_path / "st"
+    shutil.copytree(tiny_bert, st_folder)
+    (st_folder / "modules.json").write_text("[]")
+    model = build_model(ModelConfig(name=str(st_folder)), labels, 0)
+    assert torch.equal(model.bert.pooler.dense.weight, torch.eye(32))
+    assert torch.equal(model.bert.pooler.dense.bias, torch.zeros(32))
+    forced = build_model(ModelConfig(name=str(st_folder), pooler_init="pretrained"), labels, 0)
+    assert torch.equal(forced.bert.pooler.dense.weight, plain.bert.pooler.dense.weight)

@@ -49,6 +49,8 @@ class ModelConfig:
     name: str = _f("minilm-l6", "embedded alias (minilm-l6), a local model folder, or a Hub id")
     method: str = _f("full", "transfer method", METHODS)
     pooling: str = _f("mean", "feature_extraction pooling of token states", ("mean", "cls"))
+    pooler_init: str = _f("auto", "full/scratch BERT-style pooler: pretrained weights, or identity (auto: identity for "
+                          "sentence-embedding checkpoints, whose pooler was never trained)", ("auto", "pretrained", "identity"))
     revision: Optional[str] = _f(None, "Hub revision (branch, tag or commit) when `name` is a Hub id")
     trust_remote_code: bool = _f(False, "allow custom model code from the Hub (off: only use it for models you trust)")
 
