@@ -57,8 +57,16 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     # run from a clean slate; the distributed part (PartialState) is kept.
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(mixed_precision=precision,
+    # On a machine with no accelerator, say so: Accelerate then runs several launched processes
+    # as CPU data parallelism (gloo) instead of treating each one as a lone single process.
+    return Accelerator(mixed_precision=precision, cpu=not _has_accelerator(),
                        gradient_accumulation_steps=recipe.train.gradient_accumulation_steps)
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
 
 
 def train(recipe: Recipe) -> dict:
