@@ -174,3 +174,17 @@ def test_sentence_embedding_checkpoints_start_with_an_identity_pooler(tiny_bert,
     assert torch.equal(model.bert.pooler.dense.bias, torch.zeros(32))
     forced = build_model(ModelConfig(name=str(st_folder), pooler_init="pretrained"), labels, 0)
     assert torch.equal(forced.bert.pooler.dense.weight, plain.bert.pooler.dense.weight)
+
+
+def test_predict_errors_are_clear(tmp_path, tiny_bert, cli):
+    _, run_dir = run(tmp_path, tiny_bert, epochs=1, data={"test": None})
+    code, _, err = cli("predict", tmp_path / "nowhere", TICKETS["train"], "-o", tmp_path / "o.csv")
+    assert code == 2 and "not a textxfer run folder" in err
+    other = write(tmp_path, "other.csv", "message,id\nmy card is lost,1\n")
+    code, _, err = cli("predict", run_dir, other, "-o", tmp_path / "o.csv")
+    assert code == 2 and "no column `text`" in err and "message" in err and "--text-column" in err
+    code, out, err = cli("predict", run_dir, other, "-o", tmp_path / "o.jsonl", "--text-column", "message")
+    assert code == 0, err
+    record = json.loads((tmp_path / "o.jsonl").read_text().splitlines()[0])
+    assert record["message"] == "my card is lost" and record["predicted_label"] in json.loads(
+        (run_dir / "textxfer.json").read_text())["labels"] and 0 < record["score"] <= 1

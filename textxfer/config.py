@@ -117,7 +117,6 @@ def _unknown_key_error(key: str, where: str) -> TextxferError:
 
 def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None, where: str) -> Any:
     """Check `value` against a field's type; accept ints for floats and numeric strings."""
-    hint = typing.get_type_hints  # noqa: F841 (kept simple: annotations are strings under __future__)
     allowed = _types_of(annotation)
     if value is None:
         if type(None) in allowed:

@@ -90,7 +90,10 @@ def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: st
     for key, column in wanted:
         if column not in table.column_names:
             close = difflib.get_close_matches(column, table.column_names, n=1, cutoff=0.4)
-            hint = f" Did you mean `{close[0]}`? Set `{key}={close[0]}`." if close else f" Set `{key}` to one of them."
+            option = "--text-column" if role == "input" else key
+            sep = " " if role == "input" else "="
+            hint = (f" Did you mean `{close[0]}`? Pass `{option}{sep}{close[0]}`." if close
+                    else f" Pass `{option}` with one of them.")
             raise TextxferError(
                 f"The {role} file {path} has no column `{column}` (asked for by `{key}`). "
                 f"Its columns are: {', '.join(table.column_names)}.{hint}"
