@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +93,15 @@ def build_tokenizer(cfg: ModelConfig):
     return tokenizer
 
 
-def _quiet_loading():
+@contextmanager
+def quiet_loading():
     """transformers prints a load report listing the freshly initialised head; expected here, so hide it."""
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    return previous
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | None) -> nn.Module:
@@ -104,21 +109,19 @@ def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | 
     path = resolve_model_path(cfg.name)
     label2id = {label: i for i, label in id2label.items()}
     labels_kwargs = {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}
-    previous = _quiet_loading()
     try:
-        if cfg.method == "feature_extraction":
-            backbone = AutoModel.from_pretrained(path, use_safetensors=True, **_hub_kwargs(cfg))
-            return PooledClassifier(backbone, HeadConfig(len(id2label), cfg.pooling, id2label))
-        if cfg.method == "scratch":
-            config = AutoConfig.from_pretrained(path, **labels_kwargs, **_hub_kwargs(cfg))
-            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=cfg.trust_remote_code)
-        else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels_kwargs,
-                                                                       **_hub_kwargs(cfg))
+        with quiet_loading():
+            if cfg.method == "feature_extraction":
+                backbone = AutoModel.from_pretrained(path, use_safetensors=True, **_hub_kwargs(cfg))
+                return PooledClassifier(backbone, HeadConfig(len(id2label), cfg.pooling, id2label))
+            if cfg.method == "scratch":
+                config = AutoConfig.from_pretrained(path, **labels_kwargs, **_hub_kwargs(cfg))
+                model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=cfg.trust_remote_code)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels_kwargs,
+                                                                           **_hub_kwargs(cfg))
     except (OSError, ValueError) as exc:
         raise _load_error(cfg.name, exc) from None
-    finally:
-        hf_logging.set_verbosity(previous)
     if cfg.method == "full" and _pooler_init(cfg, path) == "identity":
         _identity_pooler(model)
     if pad_token_id is not None and model.config.pad_token_id is None:
@@ -225,11 +228,8 @@ class PooledClassifier(nn.Module):
 
         folder = Path(folder)
         meta = json.loads((folder / "head_config.json").read_text())
-        previous = _quiet_loading()
-        try:
+        with quiet_loading():
             backbone = AutoModel.from_pretrained(folder / cls.BACKBONE_DIR, use_safetensors=True)
-        finally:
-            hf_logging.set_verbosity(previous)
         model = cls(backbone, HeadConfig(meta["num_labels"], meta["pooling"]))
         model.head.load_state_dict(load_file(str(folder / cls.HEAD_FILE)))
         return model

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
 from .data import read_texts
 from .errors import TextxferError
-from .models import PooledClassifier
+from .models import PooledClassifier, quiet_loading
 from .runfolder import RUN_INFO
 
 import datasets
@@ -49,12 +48,8 @@ class Classifier:
         if info["method"] == "feature_extraction":
             model = PooledClassifier.from_pretrained(run_dir)
         else:
-            previous = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
-            try:
+            with quiet_loading():
                 model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
-            finally:
-                hf_logging.set_verbosity(previous)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(model.to(device), tokenizer, info)
 

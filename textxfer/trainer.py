@@ -8,13 +8,11 @@ head trains, on the cached features.
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
@@ -27,7 +25,7 @@ from transformers import get_linear_schedule_with_warmup
 from . import metrics as metrics_lib
 from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize, train_loader
 from .config import Recipe
-from .data import Splits, load_splits
+from .data import load_splits
 from .errors import TextxferError
 from .models import PooledClassifier, build_model, build_tokenizer, count_parameters
 from .runfolder import write_run
