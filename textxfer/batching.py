@@ -16,14 +16,70 @@ from torch.utils.data import DataLoader, Dataset
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def tokenize(dataset: datasets.Dataset, tokenizer, max_length: int) -> datasets.Dataset:
-    """Add `input_ids`/`attention_mask` (and `token_type_ids` if the model has them), truncated, unpadded."""
+def tokenize(dataset: datasets.Dataset, tokenizer, max_length: int, long_text: str = "truncate",
+             stride: int = 0, max_chunks: int | None = None) -> datasets.Dataset:
+    """Tokenize `text` (+ `text_pair`) unpadded; add a `doc` column with each row's source row index.
 
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=max_length)
+    `long_text` says what happens past `max_length` tokens: `truncate` keeps the start, `head_tail`
+    keeps the first quarter and the last three quarters of the budget (the ends of long documents
+    carry most of their signal), `chunks` emits overlapping windows (`stride` shared tokens, at most
+    `max_chunks` evenly spaced ones) that share their document's `doc` and label.
+    """
 
-    return dataset.map(encode, batched=True, batch_size=1000, remove_columns=["text"],
-                       desc="tokenizing", load_from_cache_file=False)
+    def encode(batch, indices):
+        texts, pairs = batch["text"], batch.get("text_pair")
+        if long_text == "head_tail":
+            texts = _head_tail(tokenizer, texts, pairs, max_length)
+        kwargs = {"truncation": "only_first" if pairs is not None else True, "max_length": max_length}
+        if long_text == "chunks":
+            kwargs.update(stride=stride, return_overflowing_tokens=True)
+        encoded = tokenizer(texts, pairs, **kwargs) if pairs is not None else tokenizer(texts, **kwargs)
+        encoded = {k: v for k, v in encoded.items() if k in MODEL_INPUTS or k == "overflow_to_sample_mapping"}
+        source = encoded.pop("overflow_to_sample_mapping", list(range(len(texts))))
+        keep = _spread(source, max_chunks) if long_text == "chunks" and max_chunks else range(len(source))
+        out = {k: [v[i] for i in keep] for k, v in encoded.items()}
+        out["doc"] = [indices[source[i]] for i in keep]
+        if "label" in batch:
+            out["label"] = [batch["label"][source[i]] for i in keep]
+        return out
+
+    return dataset.map(encode, batched=True, with_indices=True, batch_size=1000,
+                       remove_columns=dataset.column_names, desc="tokenizing", load_from_cache_file=False)
+
+
+def _head_tail(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int) -> list[str]:
+    """Texts cut to their head and tail tokens (by character offsets) so they fit `max_length`."""
+    special = tokenizer.num_special_tokens_to_add(pair=pairs is not None)
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    pair_lengths = ([len(ids) for ids in tokenizer(pairs, add_special_tokens=False)["input_ids"]]
+                    if pairs is not None else [0] * len(texts))
+    out = []
+    for text, offsets, pair_length in zip(texts, encoded["offset_mapping"], pair_lengths):
+        budget = max(max_length - special - pair_length, 2)
+        if len(offsets) <= budget:
+            out.append(text)
+            continue
+        head = budget // 4
+        tail = budget - head
+        out.append(text[:offsets[head - 1][1]] + " " + text[offsets[-tail][0]:] if head else text[offsets[-tail][0]:])
+    return out
+
+
+def _spread(source: list[int], max_chunks: int) -> list[int]:
+    """Window positions to keep: at most `max_chunks` evenly spaced windows per document, ends included."""
+    by_doc: dict[int, list[int]] = {}
+    for position, doc in enumerate(source):
+        by_doc.setdefault(doc, []).append(position)
+    keep = []
+    for positions in by_doc.values():
+        if len(positions) <= max_chunks:
+            keep += positions
+        elif max_chunks == 1:
+            keep.append(positions[0])
+        else:
+            step = (len(positions) - 1) / (max_chunks - 1)
+            keep += sorted({positions[round(k * step)] for k in range(max_chunks)})
+    return sorted(keep)
 
 
 class TokenizedDataset(Dataset):
@@ -31,7 +87,7 @@ class TokenizedDataset(Dataset):
 
     def __init__(self, dataset: datasets.Dataset):
         data = dataset.to_dict()  # plain lists: fast to index (a datasets Column reads Arrow per item)
-        self.columns = {c: data[c] for c in (*MODEL_INPUTS, "label") if c in data}
+        self.columns = {c: data[c] for c in (*MODEL_INPUTS, "label", "doc") if c in data}
         self.lengths = [len(ids) for ids in self.columns["input_ids"]]
 
     def __len__(self) -> int:
@@ -46,14 +102,17 @@ class LengthBucketBatchSampler:
 
     Indices are shuffled, cut into windows of `batch_size * bucket_factor`, each window is sorted
     by length and cut into batches, and the batches are shuffled. Every index appears exactly once
-    per epoch.
+    per epoch, unless `weights` are given: then each epoch draws as many indices, with replacement,
+    in proportion to the weights (oversampling rare classes).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket_factor: int = 50):
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket_factor: int = 50,
+                 weights: list[float] | None = None):
         self.lengths = lengths
         self.batch_size = batch_size
         self.seed = seed
         self.bucket_factor = bucket_factor
+        self.weights = weights
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -63,8 +122,11 @@ class LengthBucketBatchSampler:
     def batches(self) -> list[list[int]]:
         """The epoch's batches, in order."""
         rng = random.Random(self.seed + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
+        if self.weights is not None:
+            order = rng.choices(range(len(self.lengths)), weights=self.weights, k=len(self.lengths))
+        else:
+            order = list(range(len(self.lengths)))
+            rng.shuffle(order)
         window = self.batch_size * self.bucket_factor
         batches = []
         for start in range(0, len(order), window):
@@ -104,13 +166,33 @@ class PadCollator:
                 rows.append(e[name] + pad if self.padding_side == "right" else pad + e[name])
             batch[name] = torch.tensor(rows, dtype=torch.long)
         if "label" in examples[0]:
-            batch["labels"] = torch.tensor([e["label"] for e in examples])
+            labels = [e["label"] for e in examples]
+            # Multi-label targets are multi-hot rows; BCE wants them as floats.
+            batch["labels"] = torch.tensor(labels, dtype=torch.float if isinstance(labels[0], list) else torch.long)
+        if "doc" in examples[0]:
+            batch["doc"] = torch.tensor([e["doc"] for e in examples])
         return batch
 
 
-def train_loader(dataset: TokenizedDataset, batch_size: int, seed: int, collate: PadCollator):
+def balanced_weights(labels: list) -> list[float]:
+    """Per-example sampling weights that give every class the same expected share of an epoch.
+
+    Multi-label rows (multi-hot lists) take the weight of their rarest label.
+    """
+    if labels and isinstance(labels[0], list):
+        counts = [sum(column) for column in zip(*labels)]
+        return [max(1.0 / counts[j] for j, on in enumerate(row) if on) if any(row) else 1.0 / len(labels)
+                for row in labels]
+    counts: dict = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [1.0 / counts[label] for label in labels]
+
+
+def train_loader(dataset: TokenizedDataset, batch_size: int, seed: int, collate: PadCollator,
+                 weights: list[float] | None = None):
     """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `set_epoch`."""
-    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed)
+    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed, weights=weights)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate), sampler
 
 

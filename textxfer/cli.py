@@ -20,14 +20,17 @@ def _train(args) -> int:
     metrics = train(recipe)
     if not is_main_process():
         return 0
-    if "test" in metrics:
-        test = metrics["test"]
-        print(f"textxfer: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
-              f"on {test['n']} rows; run saved in {recipe.output_dir}")
-    else:
-        val = metrics["validation"]
-        print(f"textxfer: validation accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}; "
-              f"run saved in {recipe.output_dir}")
+    split = "test" if "test" in metrics else "validation"
+    scores = metrics[split]
+    shown = ", ".join(f"{key.replace('_', '-')} {scores[key]:.4f}"
+                      for key in ("accuracy", "micro_f1", "macro_f1", "subset_accuracy") if key in scores)
+    extra = ""
+    if "precision_recall" in scores:
+        positive = scores["precision_recall"]["positive_label"]
+        recall = scores["per_class"][positive]["recall"]
+        precision = scores["per_class"][positive]["precision"]
+        extra = f"; {positive}: precision {precision:.4f}, recall {recall:.4f}"
+    print(f"textxfer: {split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
     return 0
 
 
@@ -36,7 +39,7 @@ def _predict(args) -> int:
 
     classifier = load_classifier(args.run_dir)
     text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
-    n = classifier.predict_file(args.input, args.output, text_column)
+    n = classifier.predict_file(args.input, args.output, text_column, args.pair_column)
     print(f"textxfer: wrote {n} predictions to {args.output}")
     return 0
 
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="file with a text column (the run's data.text_column)")
     predict.add_argument("-o", "--output", required=True, help="where to write rows + predicted_label + score (.csv, .tsv or .jsonl)")
     predict.add_argument("--text-column", help="text column(s) of INPUT, comma-separated, if not the run's")
+    predict.add_argument("--pair-column", help="pair text column of INPUT, if the run classifies pairs and it is not the run's")
     predict.set_defaults(func=_predict)
     return parser
 

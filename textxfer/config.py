@@ -42,6 +42,16 @@ class DataConfig:
     validation_split: float = _f(0.1, "fraction of `train` held out when no validation file is given")
     encoding: str = _f("utf-8", "text encoding of the input files, e.g. utf-8, latin-1, cp1252")
     drop_invalid_rows: bool = _f(False, "drop rows with empty text or missing label (and say how many)")
+    text_pair_column: Optional[str] = _f(None, "second text of a sentence pair (e.g. question for a clause, body for a subject)")
+    multi_label: bool = _f(False, "each row carries a set of labels: a JSON list (JSONL) or a delimited string (CSV)")
+    label_separator: str = _f("|", "separator of the labels in a multi-label CSV cell")
+    long_text: str = _f("truncate", "texts longer than max_length: keep the start, keep head and tail, or split into "
+                        "overlapping windows scored per document", ("truncate", "head_tail", "chunks"))
+    stride: int = _f(32, "chunks: tokens shared by consecutive windows")
+    chunk_aggregation: str = _f("mean", "chunks: how window logits combine into a document's", ("mean", "max"))
+    max_chunks: Optional[int] = _f(None, "chunks: at most this many evenly spaced windows per document (null: all)")
+    positive_label: Optional[str] = _f(None, "binary tasks: the class of interest for precision-recall reports and "
+                                       "target thresholds (default: the rarer class in train)")
 
 
 @dataclass
@@ -68,7 +78,18 @@ class TrainConfig:
     max_grad_norm: Optional[float] = _f(1.0, "gradient clipping norm (null: off)")
     mixed_precision: str = _f("no", "autocast precision", ("no", "bf16", "fp16"))
     early_stopping_patience: Optional[int] = _f(None, "stop after this many epochs without better validation macro-F1 (null: off)")
-    class_weights: str = _f("none", "loss weights per class", ("none", "balanced"))
+    class_weights: str = _f("none", "loss weights per class (multi-label: positive weight per label)", ("none", "balanced"))
+    sampler: str = _f("random", "training batches: every row once per epoch, or oversample rare classes",
+                      ("random", "balanced"))
+    loss: str = _f("cross_entropy", "cross-entropy (binary cross-entropy per label for multi-label) or focal loss",
+                   ("cross_entropy", "focal"))
+    focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
+    tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
+                               "(false: 0.5)")
+    target_precision: Optional[float] = _f(None, "binary: pick the decision threshold that reaches this precision "
+                                           "on validation with the most recall")
+    target_recall: Optional[float] = _f(None, "binary: pick the decision threshold that reaches this recall "
+                                        "on validation with the most precision")
 
 
 @dataclass
@@ -252,6 +273,24 @@ def _check(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`train.warmup_ratio` in {where} must be in [0, 1), got {t.warmup_ratio}.")
     if isinstance(d.text_column, list) and not d.text_column:
         raise TextxferError(f"`data.text_column` in {where} is an empty list; name at least one column.")
+    if d.long_text == "chunks" and not 0 <= d.stride < d.max_length // 2:
+        raise TextxferError(f"`data.stride` in {where} is {d.stride}: windows of data.max_length={d.max_length} tokens "
+                            f"need a stride (overlap) from 0 to {d.max_length // 2 - 1}.")
+    if d.max_chunks is not None and d.max_chunks < 1:
+        raise TextxferError(f"`data.max_chunks` in {where} must be at least 1 (or null for all windows), got {d.max_chunks}.")
+    if not d.label_separator:
+        raise TextxferError(f"`data.label_separator` in {where} cannot be empty; the default is `|`.")
+    if t.focal_gamma < 0:
+        raise TextxferError(f"`train.focal_gamma` in {where} must be zero or positive, got {t.focal_gamma}.")
+    for key, value in (("train.target_precision", t.target_precision), ("train.target_recall", t.target_recall)):
+        if value is not None and not 0 < value < 1:
+            raise TextxferError(f"`{key}` in {where} must be between 0 and 1, got {value}.")
+        if value is not None and d.multi_label:
+            raise TextxferError(f"`{key}` in {where} applies to binary tasks; multi-label runs tune one threshold "
+                                f"per label instead (train.tune_thresholds).")
+    if t.target_precision is not None and t.target_recall is not None:
+        raise TextxferError(f"{where} sets both `train.target_precision` and `train.target_recall`; a single threshold "
+                            f"can aim at one of them. Keep one.")
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:

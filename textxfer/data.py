@@ -57,7 +57,10 @@ def _is_int(value: str) -> bool:
 
 @dataclass
 class Splits:
-    """Prepared data: `text`/`label` datasets per split, the label space and the raw test rows."""
+    """Prepared data per split: `text` (+ `text_pair`) and `label` columns, label space, raw test rows.
+
+    `label` is an integer id, or for multi-label data a multi-hot list over `labels`.
+    """
 
     train: datasets.Dataset
     validation: datasets.Dataset
@@ -65,6 +68,18 @@ class Splits:
     labels: LabelSpace
     raw_test: datasets.Dataset | None = None
     notes: list[str] = field(default_factory=list)
+    multi_label: bool = False
+    positive_label: str | None = None
+
+
+@dataclass
+class Examples:
+    """Valid rows of one file as Python lists (`pairs` is None without a pair column)."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list  # str per row, a list of str per row (multi-label), or None per row (no labels)
+    kept_rows: list[int]
 
 
 def _label_text(value) -> str | None:
@@ -79,18 +94,34 @@ def _label_text(value) -> str | None:
     return text or None
 
 
+def _label_set(value, separator: str) -> list[str]:
+    """A multi-label cell as a list of distinct labels: a JSON list, or a string split on `separator`."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(separator)
+    labels = []
+    for item in items:
+        label = _label_text(item)
+        if label is not None and label not in labels:
+            labels.append(label)
+    return labels
+
+
 def _columns(cfg: DataConfig) -> list[str]:
     return cfg.text_column if isinstance(cfg.text_column, list) else [cfg.text_column]
 
 
 def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool) -> None:
     wanted = [("data.text_column", c) for c in _columns(cfg)]
+    if cfg.text_pair_column:
+        wanted.append(("data.text_pair_column", cfg.text_pair_column))
     if need_label:
         wanted.append(("data.label_column", cfg.label_column))
     for key, column in wanted:
         if column not in table.column_names:
             close = difflib.get_close_matches(column, table.column_names, n=1, cutoff=0.4)
-            option = "--text-column" if role == "input" else key
+            option = {"data.text_column": "--text-column", "data.text_pair_column": "--pair-column"}.get(key, key)
+            option = option if role == "input" else key
             sep = " " if role == "input" else "="
             hint = (f" Did you mean `{close[0]}`? Pass `{option}{sep}{close[0]}`." if close
                     else f" Pass `{option}` with one of them.")
@@ -107,16 +138,37 @@ def _row_where(path: str, index: int) -> str:
     return f"row {index + 1} (not counting the header)"
 
 
-def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool):
-    """Texts and labels as Python lists, with invalid rows reported or (if asked) dropped."""
+def _read_labels(table: datasets.Dataset, cfg: DataConfig, path: str, role: str) -> list:
+    values = list(table[cfg.label_column])
+    if cfg.multi_label:
+        return [_label_set(v, cfg.label_separator) for v in values]
+    for i, value in enumerate(values):
+        if isinstance(value, (list, tuple, dict)):
+            raise TextxferError(
+                f"The {role} file {path} has a list of labels at {_row_where(path, i)} (column `{cfg.label_column}`: "
+                f"{str(value)[:80]}), but the recipe trains a single-label classifier. Set `data.multi_label=true` "
+                f"if rows can carry several labels, or give one label per row."
+            )
+    return [_label_text(v) for v in values]
+
+
+def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool) -> Examples:
+    """Texts, pair texts and labels as Python lists, with invalid rows reported or (if asked) dropped."""
     columns = _columns(cfg)
     parts = [list(table[c]) for c in columns]
     texts = ["\n".join("" if p is None else str(p) for p in row).strip() for row in zip(*parts)]
-    labels = [_label_text(v) for v in list(table[cfg.label_column])] if need_label else [None] * len(texts)
+    pairs = None
+    if cfg.text_pair_column:
+        pairs = ["" if p is None else str(p).strip() for p in list(table[cfg.text_pair_column])]
+    labels = _read_labels(table, cfg, path, role) if need_label else [None] * len(texts)
     bad = []
     for i, (text, label) in enumerate(zip(texts, labels)):
         if not text:
             bad.append((i, f"the text ({' + '.join(f'`{c}`' for c in columns)}) is empty"))
+        elif pairs is not None and not pairs[i]:
+            bad.append((i, f"the pair text (`{cfg.text_pair_column}`) is empty"))
+        elif need_label and cfg.multi_label and not label:
+            bad.append((i, f"the label list (`{cfg.label_column}`) is empty"))
         elif need_label and label is None:
             bad.append((i, f"the label (`{cfg.label_column}`) is missing"))
     keep = list(range(len(texts)))
@@ -133,7 +185,8 @@ def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str,
               f"(data.drop_invalid_rows=true): {listed}{more}.", file=sys.stderr)
         if not keep:
             raise TextxferError(f"Every row of the {role} file {path} is invalid; nothing is left to use.")
-    return [texts[i] for i in keep], [labels[i] for i in keep], keep
+    return Examples(texts=[texts[i] for i in keep], pairs=None if pairs is None else [pairs[i] for i in keep],
+                    labels=[labels[i] for i in keep], kept_rows=keep)
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int], list[str]]:
@@ -159,16 +212,57 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
     return sorted(train), sorted(held), too_small
 
 
-def _dataset(texts: list[str], label_ids: list[int]) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({"text": texts, "label": label_ids})
+def _stratification_keys(labels: list, multi_label: bool) -> list[str]:
+    """One key per row: its label, or for multi-label rows their rarest label (so rare labels reach validation)."""
+    if not multi_label:
+        return labels
+    counts = Counter(l for row in labels for l in row)
+    return [min(row, key=lambda l: (counts[l], l)) for row in labels]
+
+
+def _subset(examples: Examples, indices: list[int]) -> Examples:
+    pick = lambda values: None if values is None else [values[i] for i in indices]  # noqa: E731
+    return Examples(pick(examples.texts), pick(examples.pairs), pick(examples.labels), indices)
+
+
+def _dataset(examples: Examples, space: LabelSpace, multi_label: bool) -> datasets.Dataset:
+    ids = space.label2id
+    if multi_label:
+        label_ids = [[0] * len(space) for _ in examples.labels]
+        for row, labels in zip(label_ids, examples.labels):
+            for label in labels:
+                row[ids[label]] = 1
+    else:
+        label_ids = [ids[label] for label in examples.labels]
+    columns = {"text": examples.texts, "label": label_ids}
+    if examples.pairs is not None:
+        columns["text_pair"] = examples.pairs
+    return datasets.Dataset.from_dict(columns)
+
+
+def _positive_label(cfg: DataConfig, space: LabelSpace, train_labels: list) -> str | None:
+    """The class of interest of a binary task: as configured, else the rarer class in train."""
+    if cfg.positive_label is not None:
+        if cfg.multi_label or len(space) != 2 or cfg.positive_label not in space.label2id:
+            raise TextxferError(
+                f"`data.positive_label` is {cfg.positive_label!r}, but it must name one of the two classes of a "
+                f"binary single-label task; the train file {cfg.train} has {len(space)} label(s): "
+                f"{', '.join(space.labels[:MAX_LISTED * 2])}."
+            )
+        return cfg.positive_label
+    if cfg.multi_label or len(space) != 2:
+        return None
+    counts = Counter(train_labels)
+    return min(space.labels, key=lambda l: (counts[l], space.labels.index(l) * -1))
 
 
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read, validate and split the recipe's data; raise `TextxferError` on any problem."""
     train_table = read_table(cfg.train, cfg.encoding, "train")
     _check_columns(train_table, cfg, cfg.train, "train", need_label=True)
-    train_texts, train_labels, _ = _to_examples(train_table, cfg, cfg.train, "train", need_label=True)
-    space = LabelSpace.from_values(train_labels)
+    train = _to_examples(train_table, cfg, cfg.train, "train", need_label=True)
+    flat = [l for row in train.labels for l in row] if cfg.multi_label else train.labels
+    space = LabelSpace.from_values(flat)
     if len(space) < 2:
         raise TextxferError(
             f"The train file {cfg.train} has a single class ({space.labels[0]!r} in column `{cfg.label_column}`): "
@@ -176,49 +270,55 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         )
     notes = []
     if cfg.validation:
-        val_texts, val_labels, _ = _held_out(cfg, cfg.validation, "validation", space)
+        validation = _held_out(cfg, cfg.validation, "validation", space)
     else:
-        train_idx, val_idx, too_small = stratified_split(train_labels, cfg.validation_split, seed)
+        keys = _stratification_keys(train.labels, cfg.multi_label)
+        train_idx, val_idx, too_small = stratified_split(keys, cfg.validation_split, seed)
         if too_small:
             notes.append(
                 f"{len(too_small)} class(es) have a single training row and cannot be stratified into the "
                 f"validation split: {', '.join(too_small[:MAX_LISTED])}{' ...' if len(too_small) > MAX_LISTED else ''}. "
                 f"They stay in train only, so validation scores do not cover them; add rows or give `data.validation`."
             )
-        val_texts, val_labels = [train_texts[i] for i in val_idx], [train_labels[i] for i in val_idx]
-        train_texts, train_labels = [train_texts[i] for i in train_idx], [train_labels[i] for i in train_idx]
+        validation, train = _subset(train, val_idx), _subset(train, train_idx)
     test = raw_test = None
     if cfg.test:
         raw_test = read_table(cfg.test, cfg.encoding, "test")
-        test_texts, test_labels, keep = _held_out(cfg, cfg.test, "test", space, table=raw_test)
+        test_examples = _held_out(cfg, cfg.test, "test", space, table=raw_test)
+        keep = test_examples.kept_rows
         raw_test = raw_test.select(keep) if len(keep) != len(raw_test) else raw_test
-        test = _dataset(test_texts, [space.label2id[l] for l in test_labels])
-    ids = space.label2id
+        test = _dataset(test_examples, space, cfg.multi_label)
     return Splits(
-        train=_dataset(train_texts, [ids[l] for l in train_labels]),
-        validation=_dataset(val_texts, [ids[l] for l in val_labels]),
-        test=test, labels=space, raw_test=raw_test, notes=notes,
+        train=_dataset(train, space, cfg.multi_label),
+        validation=_dataset(validation, space, cfg.multi_label),
+        test=test, labels=space, raw_test=raw_test, notes=notes, multi_label=cfg.multi_label,
+        positive_label=_positive_label(cfg, space, train.labels),
     )
 
 
-def _held_out(cfg: DataConfig, path: str, role: str, space: LabelSpace, table=None):
+def _held_out(cfg: DataConfig, path: str, role: str, space: LabelSpace, table=None) -> Examples:
     table = table if table is not None else read_table(path, cfg.encoding, role)
     _check_columns(table, cfg, path, role, need_label=True)
-    texts, labels, keep = _to_examples(table, cfg, path, role, need_label=True)
-    unseen = Counter(l for l in labels if l not in space.label2id)
+    examples = _to_examples(table, cfg, path, role, need_label=True)
+    flat = [l for row in examples.labels for l in row] if cfg.multi_label else examples.labels
+    unseen = Counter(l for l in flat if l not in space.label2id)
     if unseen:
         listed = ", ".join(f"{l!r} ({n} row{'s' if n > 1 else ''})" for l, n in unseen.most_common(MAX_LISTED * 2))
+        first = next(i for i, row in enumerate(examples.labels)
+                     if any(l in unseen for l in (row if cfg.multi_label else [row])))
         raise TextxferError(
-            f"The {role} file {path} has labels that never occur in the train file {cfg.train}: {listed}. "
-            f"A model cannot predict classes it never saw: add training examples of them, or remove those rows."
+            f"The {role} file {path} has labels that never occur in the train file {cfg.train}: {listed}; the first "
+            f"is at {_row_where(path, examples.kept_rows[first])}, column `{cfg.label_column}`. A model cannot "
+            f"predict classes it never saw: add training examples of them, or remove those rows."
         )
-    return texts, labels, keep
+    return examples
 
 
-def read_texts(path: str | Path, text_column: str | list[str], encoding: str = "utf-8"):
-    """Texts to classify from a file, plus the raw table: used by prediction (no label needed)."""
-    cfg = DataConfig(train=str(path), text_column=text_column, encoding=encoding)
+def read_texts(path: str | Path, text_column: str | list[str], encoding: str = "utf-8",
+               text_pair_column: str | None = None):
+    """Texts (and pair texts, or None) to classify from a file, plus the raw table: used by prediction."""
+    cfg = DataConfig(train=str(path), text_column=text_column, encoding=encoding, text_pair_column=text_pair_column)
     table = read_table(path, encoding, "input")
     _check_columns(table, cfg, str(path), "input", need_label=False)
-    texts, _, _ = _to_examples(table, cfg, str(path), "input", need_label=False)
-    return texts, table
+    examples = _to_examples(table, cfg, str(path), "input", need_label=False)
+    return examples.texts, examples.pairs, table

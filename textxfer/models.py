@@ -104,11 +104,14 @@ def quiet_loading():
         hf_logging.set_verbosity(previous)
 
 
-def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | None) -> nn.Module:
-    """The classifier for `cfg.method`, with `num_labels`, `id2label` and `label2id` in its config."""
+def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | None,
+                multi_label: bool = False) -> nn.Module:
+    """The classifier for `cfg.method`, with `num_labels`, `id2label` and `label2id` in its config
+    (and `problem_type` multi_label_classification when rows carry label sets)."""
     path = resolve_model_path(cfg.name)
     label2id = {label: i for i, label in id2label.items()}
-    labels_kwargs = {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id}
+    labels_kwargs = {"num_labels": len(id2label), "id2label": id2label, "label2id": label2id,
+                     "problem_type": "multi_label_classification" if multi_label else "single_label_classification"}
     try:
         with quiet_loading():
             if cfg.method == "feature_extraction":

@@ -18,6 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
 from .data import read_texts
+from .decisions import aggregate, decide, probabilities
 from .errors import TextxferError
 from .models import PooledClassifier, quiet_loading
 from .runfolder import RUN_INFO
@@ -26,13 +27,20 @@ import datasets
 
 
 class Classifier:
-    """A trained classifier: texts in, labels and class probabilities out."""
+    """A trained classifier: texts in, labels (or label sets) and probabilities out.
+
+    Long texts are handled as in training (`data.long_text`); with `chunks`, window logits are
+    aggregated per text. Decisions use the rule chosen on validation (per-label thresholds for
+    multi-label runs, a target-precision/recall threshold for binary runs that asked for one).
+    """
 
     def __init__(self, model, tokenizer, info: dict):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.info = info
         self.labels: list[str] = info["labels"]
+        self.multi_label: bool = info.get("multi_label", False)
+        self.decision: dict = info.get("decision", {})
         self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
 
     @classmethod
@@ -54,60 +62,101 @@ class Classifier:
         return cls(model.to(device), tokenizer, info)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities, shape (len(texts), num_labels), columns in `self.labels` order."""
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
+        """Probabilities, shape (len(texts), num_labels), columns in `self.labels` order: softmax over
+        classes, or for multi-label runs an independent sigmoid per label."""
         if isinstance(texts, str):
-            texts = [texts]
+            texts, pairs = [texts], [pairs] if isinstance(pairs, str) else pairs
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": list(texts)}),
-                                            self.tokenizer, self.info["max_length"]))
-        loader, order = eval_loader(dataset, batch_size or self.info.get("eval_batch_size", 64), self.collate)
+        if self.info.get("text_pair_column") and pairs is None:
+            raise TextxferError(f"This run classifies text pairs (`{self.info['text_pair_column']}` with each text): "
+                                f"pass `pairs` with one pair text per text.")
+        columns = {"text": list(texts)}
+        if pairs is not None:
+            columns["text_pair"] = list(pairs)
+        info = self.info
+        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info["max_length"],
+                                            info.get("long_text", "truncate"), info.get("stride", 0), info.get("max_chunks")))
+        loader, _ = eval_loader(dataset, batch_size or info.get("eval_batch_size", 64), self.collate)
         device = next(self.model.parameters()).device
-        chunks = []
+        chunks, docs = [], []
         for batch in loader:
+            docs.append(batch.pop("doc"))
             batch = {k: v.to(device) for k, v in batch.items()}
             out = self.model(**batch)
             logits = out if isinstance(out, torch.Tensor) else out.logits
-            chunks.append(torch.softmax(logits.float(), dim=-1).cpu())
-        probs = torch.cat(chunks).numpy()
-        result = np.empty_like(probs)
-        result[np.asarray(order)] = probs
-        return result
+            chunks.append(logits.float().cpu())
+        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.get("chunk_aggregation", "mean"))
+        return probabilities(logits, self.multi_label)
 
-    def predict(self, texts: list[str]) -> list[str]:
-        """The most likely label of each text."""
-        return [self.labels[i] for i in self.predict_proba(texts).argmax(1)]
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Class ids (or, multi-label, a multi-hot matrix) from probabilities, by the run's decision rule."""
+        thresholds = self.decision.get("thresholds")
+        positive = self.decision.get("positive_label")
+        return decide(probs, self.multi_label,
+                      thresholds=[thresholds[l] for l in self.labels] if thresholds else None,
+                      positive_index=self.labels.index(positive) if positive else None,
+                      threshold=self.decision.get("threshold"))
 
-    def predict_file(self, input_path: str | Path, output_path: str | Path, text_column=None) -> int:
-        """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with `predicted_label`
-        and `score`. Returns the number of rows written."""
-        texts, table = read_texts(input_path, text_column or self.info["text_column"])
-        probs = self.predict_proba(texts)
+    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list:
+        """The label of each text, or for multi-label runs the list of its labels."""
+        decided = self.decide(self.predict_proba(texts, pairs))
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
+        return [self.labels[i] for i in decided]
+
+    def predict_file(self, input_path: str | Path, output_path: str | Path, text_column=None,
+                     pair_column: str | None = None) -> int:
+        """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with the prediction and
+        scores (see `write_predictions`). Returns the number of rows written."""
+        texts, pairs, table = read_texts(input_path, text_column or self.info["text_column"],
+                                         text_pair_column=pair_column or self.info.get("text_pair_column"))
+        probs = self.predict_proba(texts, pairs)
         self.write_predictions(table, probs, output_path)
         return len(texts)
 
     def write_predictions(self, table, probs: np.ndarray, output_path: str | Path) -> None:
-        """Input columns + `predicted_label` + `score`, as CSV (or JSONL if the name ends in .jsonl)."""
+        """Input columns plus the prediction, as CSV/TSV (or JSONL if the name ends in .jsonl).
+
+        Single-label: `predicted_label` and its probability `score`. Multi-label: `predicted_labels`
+        (a list in JSONL, joined by the run's label separator in CSV) and `score_<label>` per label.
+        """
         output_path = Path(output_path)
         output_path.parent.mkdir(parents=True, exist_ok=True)
-        columns = [c for c in table.column_names if c not in ("predicted_label", "score")]
+        decided = self.decide(probs)
+        if self.multi_label:
+            added = ["predicted_labels", *[f"score_{l}" for l in self.labels]]
+            separator = self.info.get("label_separator", "|")
+            predictions = [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
+        else:
+            added = ["predicted_label", "score"]
+        columns = [c for c in table.column_names if c not in added]
         rows = table.to_dict()
-        best = probs.argmax(1)
         tmp = output_path.with_name(output_path.name + ".tmp")
+        jsonl = output_path.suffix.lower() in (".jsonl", ".ndjson")
         with tmp.open("w", encoding="utf-8", newline="") as fh:
-            if output_path.suffix.lower() in (".jsonl", ".ndjson"):
-                for i, k in enumerate(best):
+            writer = None if jsonl else csv.writer(fh, delimiter="\t" if output_path.suffix.lower() == ".tsv" else ",")
+            if writer:
+                writer.writerow([*columns, *added])
+            for i in range(len(probs)):
+                if self.multi_label:
+                    values = [predictions[i] if jsonl else separator.join(predictions[i]),
+                              *[_score(p, jsonl) for p in probs[i]]]
+                else:
+                    k = decided[i]
+                    values = [self.labels[k], _score(probs[i, k], jsonl)]
+                if jsonl:
                     record = {c: rows[c][i] for c in columns}
-                    record.update(predicted_label=self.labels[k], score=round(float(probs[i, k]), 6))
+                    record.update(zip(added, values))
                     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-            else:
-                writer = csv.writer(fh, delimiter="\t" if output_path.suffix.lower() == ".tsv" else ",")
-                writer.writerow([*columns, "predicted_label", "score"])
-                for i, k in enumerate(best):
-                    cells = [_cell(rows[c][i]) for c in columns]
-                    writer.writerow([*cells, self.labels[k], f"{probs[i, k]:.6f}"])
+                else:
+                    writer.writerow([*(_cell(rows[c][i]) for c in columns), *values])
         tmp.replace(output_path)
+
+
+def _score(p: float, jsonl: bool):
+    return round(float(p), 6) if jsonl else f"{p:.6f}"
 
 
 def _cell(value) -> str:

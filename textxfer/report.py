@@ -37,7 +37,7 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: str 
 
 
 def plot_learning_curves(history: list[dict], path: str | Path) -> None:
-    """Training loss and validation accuracy / macro-F1 per epoch."""
+    """Training loss and validation scores (accuracy / F1) per epoch."""
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
@@ -46,11 +46,47 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> None:
     left.set_xlabel("epoch")
     left.set_ylabel("loss")
     left.legend()
-    right.plot(epochs, [h["validation_accuracy"] for h in history], marker="o", label="validation accuracy")
-    right.plot(epochs, [h["validation_macro_f1"] for h in history], marker="o", label="validation macro-F1")
+    for key in ("accuracy", "micro_f1", "macro_f1", "subset_accuracy"):
+        if f"validation_{key}" in history[0]:
+            right.plot(epochs, [h[f"validation_{key}"] for h in history], marker="o",
+                       label=f"validation {key.replace('_', '-')}")
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
     right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_precision_recall(view: dict, path: str | Path) -> None:
+    """Precision-recall curve of the positive class of a binary task (from `metrics.precision_recall_view`)."""
+    curve = view["curve"]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot(curve["recall"], curve["precision"], marker=".")
+    ax.set_xlabel(f"recall of {view['positive_label']}")
+    ax.set_ylabel(f"precision of {view['positive_label']}")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"test: average precision {view['average_precision']:.3f}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_label_scores(per_class: dict, thresholds: dict, path: str | Path, title: str) -> None:
+    """Multi-label runs: precision, recall and F1 per label, with each label's decision threshold."""
+    labels = list(per_class)
+    y = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.35 * len(labels) + 1.5)))
+    for offset, key in zip((-0.27, 0, 0.27), ("precision", "recall", "f1-score")):
+        ax.barh(y + offset, [per_class[l][key] for l in labels], height=0.25, label=key)
+    names = [f"{l} (t={thresholds[l]:.2f})" if l in thresholds else l for l in labels]
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

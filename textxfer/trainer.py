@@ -23,10 +23,12 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import metrics as metrics_lib
-from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize, train_loader
+from .batching import MODEL_INPUTS, PadCollator, TokenizedDataset, balanced_weights, eval_loader, tokenize, train_loader
 from .config import Recipe
-from .data import load_splits
+from .data import Splits, load_splits
+from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
 from .errors import TextxferError
+from .losses import make_loss
 from .models import PooledClassifier, build_model, build_tokenizer, count_parameters
 from .runfolder import write_run
 
@@ -37,9 +39,11 @@ class FitResult:
 
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
-    best_macro_f1: float = -1.0
+    best_score: float = -1.0
     samples: int = 0
     seconds: float = 0.0
+    best_validation_logits: torch.Tensor | None = None  # per document, at the best epoch
+    best_validation_labels: torch.Tensor | None = None
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -76,28 +80,31 @@ def train(recipe: Recipe) -> dict:
         accelerator.print(f"textxfer: note: {note}", file=sys.stderr)
     tokenizer = build_tokenizer(recipe.model)
     set_seed(seed)  # before the model is built: the new head's initialisation is seeded
-    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id)
+    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id, splits.multi_label)
     _fit_max_length(recipe, tokenizer, model.config, accelerator)
+    d = recipe.data
     with accelerator.main_process_first():
-        train_set = TokenizedDataset(tokenize(splits.train, tokenizer, recipe.data.max_length))
-        val_set = TokenizedDataset(tokenize(splits.validation, tokenizer, recipe.data.max_length))
+        train_set, val_set = (TokenizedDataset(tokenize(split, tokenizer, d.max_length, d.long_text, d.stride, d.max_chunks))
+                              for split in (splits.train, splits.validation))
     trainable, total = count_parameters(model)
+    windows = f" ({len(train_set)} windows)" if d.long_text == "chunks" else ""
     accelerator.print(
-        f"textxfer: {recipe.model.method} on {recipe.model.name}: {len(splits.labels)} classes, "
-        f"{len(train_set)} train / {len(val_set)} validation rows; "
+        f"textxfer: {recipe.model.method} on {recipe.model.name}: {len(splits.labels)} "
+        f"{'labels (multi-label)' if splits.multi_label else 'classes'}, "
+        f"{len(splits.train)} train{windows} / {len(splits.validation)} validation rows; "
         f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)"
     )
-    weights = None
-    if recipe.train.class_weights == "balanced":
-        weights = torch.tensor(metrics_lib.class_weights(list(splits.train["label"]), len(splits.labels)), dtype=torch.float)
+    loss_fn = make_loss(splits.multi_label, recipe.train.loss, _loss_weights(recipe, splits), recipe.train.focal_gamma)
     collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
     if recipe.model.method == "feature_extraction":
-        result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, weights)
+        result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
     else:
-        result = _fine_tune(accelerator, model, train_set, val_set, collate, recipe, weights)
+        result = _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
     accelerator.wait_for_everyone()
+    decision = _decision_rule(recipe, splits, result)
     run_metrics = {
-        "validation": _best_validation(result),
+        "validation": _best_validation(result, splits.multi_label),
+        "decision": decision,
         "train": {
             "samples_per_second": result.samples / max(result.seconds, 1e-9),
             "wall_seconds": result.seconds,
@@ -110,7 +117,7 @@ def train(recipe: Recipe) -> dict:
         "history": result.history,
     }
     if accelerator.is_main_process:
-        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics)
+        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics, decision)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_metrics
@@ -131,10 +138,46 @@ def _fit_max_length(recipe: Recipe, tokenizer, model_config, accelerator: Accele
         recipe.data.max_length = min(limits)
 
 
-def _best_validation(result: FitResult) -> dict:
+def _best_validation(result: FitResult, multi_label: bool) -> dict:
     best = result.history[result.best_epoch - 1]
-    return {"accuracy": best["validation_accuracy"], "macro_f1": best["validation_macro_f1"],
-            "loss": best["validation_loss"], "n": best["validation_n"], "epoch": result.best_epoch}
+    keys = ("micro_f1", "macro_f1", "subset_accuracy") if multi_label else ("accuracy", "macro_f1")
+    return {**{k: best[f"validation_{k}"] for k in (*keys, "loss", "n")}, "epoch": result.best_epoch}
+
+
+def _loss_weights(recipe: Recipe, splits: Splits) -> torch.Tensor | None:
+    """`train.class_weights=balanced`: per-class weights, or per-label positive weights (multi-label)."""
+    if recipe.train.class_weights != "balanced":
+        return None
+    labels = list(splits.train["label"])
+    weights = (metrics_lib.positive_weights(labels) if splits.multi_label
+               else metrics_lib.class_weights(labels, len(splits.labels)))
+    return torch.tensor(weights, dtype=torch.float)
+
+
+def _decision_rule(recipe: Recipe, splits: Splits, result: FitResult) -> dict:
+    """How probabilities become labels, chosen on validation: per-label thresholds (multi-label) or,
+    for a binary task with a precision/recall target, a threshold on the positive class."""
+    t, labels = recipe.train, splits.labels.labels
+    probs = probabilities(result.best_validation_logits, splits.multi_label)
+    targets = result.best_validation_labels.numpy()
+    if splits.multi_label:
+        thresholds = tune_label_thresholds(probs, targets) if t.tune_thresholds else [0.5] * len(labels)
+        return {"thresholds": dict(zip(labels, thresholds))}
+    if splits.positive_label is None:
+        return {}
+    rule = {"positive_label": splits.positive_label}
+    if t.target_precision is None and t.target_recall is None:
+        return rule
+    positive = labels.index(splits.positive_label)
+    threshold, reached = threshold_for_target(probs[:, positive], targets == positive, t.target_precision, t.target_recall)
+    target = (f"precision {t.target_precision}" if t.target_precision is not None else f"recall {t.target_recall}")
+    if threshold is None:
+        print(f"textxfer: note: no decision threshold reaches {target} for `{splits.positive_label}` on the "
+              f"validation set; predictions keep the most probable class.", file=sys.stderr)
+        return rule
+    print(f"textxfer: decision threshold {threshold:.4f} on P({splits.positive_label}) gives validation precision "
+          f"{reached['precision']:.3f} and recall {reached['recall']:.3f} (target: {target})", file=sys.stderr)
+    return {**rule, "threshold": threshold, "validation_at_threshold": reached}
 
 
 def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -157,12 +200,13 @@ def _optimizer_and_schedule(model: nn.Module, recipe: Recipe, batches_per_epoch:
 
 
 def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader, sampler,
-         evaluate, recipe: Recipe, weights: torch.Tensor | None, desc: str) -> FitResult:
-    """The loop shared by every method: `forward(model, batch) -> logits`, `evaluate() -> dict`."""
+         evaluate, recipe: Recipe, loss_fn, multi_label: bool, desc: str) -> FitResult:
+    """The loop shared by every method: `forward(model, batch) -> logits`,
+    `evaluate(model) -> (scores, document logits, document labels)` on validation."""
     t = recipe.train
     optimizer, scheduler = _optimizer_and_schedule(model, recipe, len(loader))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(accelerator.device) if weights is not None else None)
+    select = metrics_lib.selection_metric(multi_label)
     result, best_state, stale = FitResult(), None, 0
     for epoch in range(1, t.epochs + 1):
         if sampler is not None:
@@ -175,7 +219,7 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     logits = forward(model, batch)
-                loss = loss_fn(logits.float(), batch["labels"])
+                loss = loss_fn(logits, batch["labels"])
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and t.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
@@ -187,66 +231,76 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
             result.samples += len(batch["labels"]) * accelerator.num_processes
         result.seconds += time.perf_counter() - started
         train_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
-        scores = evaluate(model)
+        scores, val_logits, val_labels = evaluate(model)
         entry = {"epoch": epoch, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
         result.history.append(entry)
-        improved = scores["macro_f1"] > result.best_macro_f1
+        improved = scores[select] > result.best_score
         if improved:
-            result.best_epoch, result.best_macro_f1, stale = epoch, scores["macro_f1"], 0
+            result.best_epoch, result.best_score, stale = epoch, scores[select], 0
+            result.best_validation_logits, result.best_validation_labels = val_logits, val_labels
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
         else:
             stale += 1
         if accelerator.is_main_process and (desc != "head" or epoch == t.epochs or improved or epoch % 10 == 0):
+            shown = " ".join(f"{k.replace('_', '-')} {scores[k]:.4f}" for k in scores if k not in ("loss", "n"))
             tqdm.write(f"epoch {epoch:>3}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
-                       f"accuracy {scores['accuracy']:.4f} macro-F1 {scores['macro_f1']:.4f}"
-                       f"{'  *best' if improved else ''}")
+                       f"{shown}{'  *best' if improved else ''}")
         if t.early_stopping_patience is not None and stale >= t.early_stopping_patience:
-            accelerator.print(f"textxfer: early stopping: no better validation macro-F1 for {stale} epoch(s); "
-                              f"keeping epoch {result.best_epoch}")
+            accelerator.print(f"textxfer: early stopping: no better validation {select.replace('_', '-')} for "
+                              f"{stale} epoch(s); keeping epoch {result.best_epoch}")
             break
     accelerator.unwrap_model(model).load_state_dict(best_state)
     return result
 
 
-def _validation_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict:
-    loss = nn.functional.cross_entropy(logits.float(), labels).item()
-    return {**metrics_lib.summary(labels.numpy(), logits.argmax(-1).numpy()), "loss": loss}
+def _validation_scores(logits: torch.Tensor, labels: torch.Tensor, docs: torch.Tensor, recipe: Recipe,
+                       multi_label: bool):
+    """Scores per document (windows aggregated), at the default decision rule; plus the document logits."""
+    logits, labels = aggregate(logits, labels, docs, recipe.data.chunk_aggregation)
+    loss = make_loss(multi_label)(logits, labels).item()
+    predicted = (logits > 0).int().numpy() if multi_label else logits.argmax(-1).numpy()
+    return {**metrics_lib.summary(labels.numpy(), predicted, multi_label), "loss": loss}, logits, labels
 
 
-def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, weights) -> FitResult:
-    loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate)
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
+    weights = balanced_weights(train_set.columns["label"]) if recipe.train.sampler == "balanced" else None
+    loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate, weights)
     val_loader, _ = eval_loader(val_set, recipe.train.eval_batch_size, collate)
     val_loader = accelerator.prepare(val_loader)
 
     def forward(m, batch):
-        return m(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        return m(**_model_inputs(batch)).logits
 
     def evaluate(m):
-        logits, labels = _predict(accelerator, m, val_loader, forward)
-        return _validation_scores(logits, labels)
+        return _validation_scores(*_predict(accelerator, m, val_loader, forward), recipe, multi_label)
 
-    return _fit(accelerator, model, forward, loader, sampler, evaluate, recipe, weights, "fine-tune")
+    return _fit(accelerator, model, forward, loader, sampler, evaluate, recipe, loss_fn, multi_label, "fine-tune")
 
 
 @torch.inference_mode()
-def _predict(accelerator, model, loader, forward) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels over exactly the loader's examples, gathered from every process."""
+def _predict(accelerator, model, loader, forward) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, labels and document ids over exactly the loader's examples, gathered from every process."""
     was_training = model.training
     model.eval()
-    all_logits, all_labels = [], []
+    all_logits, all_labels, all_docs = [], [], []
     for batch in loader:
         with accelerator.autocast():
             logits = forward(model, batch)
-        logits, labels = accelerator.gather_for_metrics((logits.float(), batch["labels"]))
+        logits, labels, docs = accelerator.gather_for_metrics((logits.float(), batch["labels"], batch["doc"]))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
+        all_docs.append(docs.cpu())
     model.train(was_training)
-    return torch.cat(all_logits), torch.cat(all_labels)
+    return torch.cat(all_logits), torch.cat(all_labels), torch.cat(all_docs)
 
 
 @torch.inference_mode()
 def _features(accelerator, model: PooledClassifier, dataset: TokenizedDataset, collate, batch_size, desc):
-    """Backbone features of every example, computed once, in input order, on every process."""
+    """Backbone features and labels of every example, computed once, in input order, on every process."""
     loader, order = eval_loader(dataset, batch_size, collate)
     loader = accelerator.prepare(loader)
     model.backbone.to(accelerator.device)
@@ -281,16 +335,23 @@ def _identity(batch):
     return batch
 
 
-def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, weights) -> FitResult:
+def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
     started = time.perf_counter()
     bs = recipe.train.eval_batch_size
     train_x, train_y = _features(accelerator, model, train_set, collate, bs, "train")
     val_x, val_y = _features(accelerator, model, val_set, collate, bs, "validation")
     feature_seconds = time.perf_counter() - started
     accelerator.print(f"textxfer: cached backbone features of {len(train_x) + len(val_x)} texts in {feature_seconds:.1f}s")
+    val_docs = torch.tensor(val_set.columns["doc"])
     generator = torch.Generator().manual_seed(recipe.train.seed)
-    loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
-                        generator=generator, collate_fn=_identity)
+    if recipe.train.sampler == "balanced":
+        sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(train_set.columns["label"]), len(train_y),
+                                                         generator=generator)
+        loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, sampler=sampler,
+                            collate_fn=_identity)
+    else:
+        loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
+                            generator=generator, collate_fn=_identity)
 
     def forward(head, batch):
         return head(batch["features"])
@@ -301,7 +362,7 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         with torch.inference_mode():
             logits = head(val_x.to(accelerator.device)).cpu()
         head.train(was_training)
-        return _validation_scores(logits, val_y)
+        return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
 
     # A linear head's ops are tiny: on CPU, OpenMP threads cost more in synchronisation than they
     # give (and stall badly when another process shares the cores), so the head trains on one.
@@ -309,7 +370,7 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
     if accelerator.device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, weights, "head")
+        result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, loss_fn, multi_label, "head")
     finally:
         torch.set_num_threads(threads)
     result.seconds += feature_seconds
