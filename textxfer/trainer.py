@@ -9,9 +9,12 @@ head trains, on the cached features.
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -22,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from . import checkpoints
 from . import metrics as metrics_lib
 from .batching import MODEL_INPUTS, PadCollator, TokenizedDataset, balanced_weights, eval_loader, tokenize, train_loader
 from .config import Recipe
@@ -29,7 +33,7 @@ from .data import Splits, load_splits
 from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
 from .errors import TextxferError
 from .losses import make_loss
-from .models import PooledClassifier, build_model, build_tokenizer, count_parameters
+from .models import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
 from .runfolder import write_run
 
 
@@ -80,7 +84,8 @@ def train(recipe: Recipe) -> dict:
         accelerator.print(f"textxfer: note: {note}", file=sys.stderr)
     tokenizer = build_tokenizer(recipe.model)
     set_seed(seed)  # before the model is built: the new head's initialisation is seeded
-    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id, splits.multi_label)
+    model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id, splits.multi_label,
+                        recipe.train.gradient_checkpointing)
     _fit_max_length(recipe, tokenizer, model.config, accelerator)
     d = recipe.data
     with accelerator.main_process_first():
@@ -95,7 +100,7 @@ def train(recipe: Recipe) -> dict:
         f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)"
     )
     loss_fn = make_loss(splits.multi_label, recipe.train.loss, _loss_weights(recipe, splits), recipe.train.focal_gamma)
-    collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
+    collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
     if recipe.model.method == "feature_extraction":
         result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
     else:
@@ -118,6 +123,7 @@ def train(recipe: Recipe) -> dict:
     }
     if accelerator.is_main_process:
         run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics, decision)
+        checkpoints.remove_all(recipe.output_dir)  # the run folder is complete: nothing left to resume
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_metrics
@@ -172,11 +178,14 @@ def _decision_rule(recipe: Recipe, splits: Splits, result: FitResult) -> dict:
     threshold, reached = threshold_for_target(probs[:, positive], targets == positive, t.target_precision, t.target_recall)
     target = (f"precision {t.target_precision}" if t.target_precision is not None else f"recall {t.target_recall}")
     if threshold is None:
-        print(f"textxfer: note: no decision threshold reaches {target} for `{splits.positive_label}` on the "
-              f"validation set; predictions keep the most probable class.", file=sys.stderr)
+        if is_main_process():
+            print(f"textxfer: note: no decision threshold reaches {target} for `{splits.positive_label}` on the "
+                  f"validation set; predictions keep the most probable class.", file=sys.stderr)
         return rule
-    print(f"textxfer: decision threshold {threshold:.4f} on P({splits.positive_label}) gives validation precision "
-          f"{reached['precision']:.3f} and recall {reached['recall']:.3f} (target: {target})", file=sys.stderr)
+    if is_main_process():
+        print(f"textxfer: decision threshold {threshold:.4f} on P({splits.positive_label}) gives validation "
+              f"precision {reached['precision']:.3f} and recall {reached['recall']:.3f} (target: {target})",
+              file=sys.stderr)
     return {**rule, "threshold": threshold, "validation_at_threshold": reached}
 
 
@@ -202,55 +211,156 @@ def _optimizer_and_schedule(model: nn.Module, recipe: Recipe, batches_per_epoch:
 def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader, sampler,
          evaluate, recipe: Recipe, loss_fn, multi_label: bool, desc: str) -> FitResult:
     """The loop shared by every method: `forward(model, batch) -> logits`,
-    `evaluate(model) -> (scores, document logits, document labels)` on validation."""
+    `evaluate(model) -> (scores, document logits, document labels)` on validation.
+
+    Fine-tuning checkpoints (`train.save_every`) and resumes (`train.resume`) exactly: model,
+    optimizer, scheduler, RNG states and the position inside the epoch. SIGINT/SIGTERM save a
+    checkpoint at the next step and stop with a message saying how to resume.
+    """
     t = recipe.train
     optimizer, scheduler = _optimizer_and_schedule(model, recipe, len(loader))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     select = metrics_lib.selection_metric(multi_label)
     result, best_state, stale = FitResult(), None, 0
-    for epoch in range(1, t.epochs + 1):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        model.train()
-        started, loss_sum, loss_count = time.perf_counter(), torch.zeros((), device=accelerator.device), 0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch}/{t.epochs}", leave=False,
-                   disable=not accelerator.is_local_main_process, dynamic_ncols=True)
-        for batch in bar:
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    logits = forward(model, batch)
-                loss = loss_fn(logits, batch["labels"])
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and t.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            loss_count += 1
-            result.samples += len(batch["labels"]) * accelerator.num_processes
-        result.seconds += time.perf_counter() - started
-        train_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
-        scores, val_logits, val_labels = evaluate(model)
-        entry = {"epoch": epoch, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
-        result.history.append(entry)
-        improved = scores[select] > result.best_score
-        if improved:
-            result.best_epoch, result.best_score, stale = epoch, scores[select], 0
-            result.best_validation_logits, result.best_validation_labels = val_logits, val_labels
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        else:
-            stale += 1
-        if accelerator.is_main_process and (desc != "head" or epoch == t.epochs or improved or epoch % 10 == 0):
-            shown = " ".join(f"{k.replace('_', '-')} {scores[k]:.4f}" for k in scores if k not in ("loss", "n"))
-            tqdm.write(f"epoch {epoch:>3}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
-                       f"{shown}{'  *best' if improved else ''}")
-        if t.early_stopping_patience is not None and stale >= t.early_stopping_patience:
-            accelerator.print(f"textxfer: early stopping: no better validation {select.replace('_', '-')} for "
-                              f"{stale} epoch(s); keeping epoch {result.best_epoch}")
-            break
-    accelerator.unwrap_model(model).load_state_dict(best_state)
+    checkpointing = desc != "head" and t.save_every != 0  # a linear head on cached features retrains in seconds
+    root = checkpoints.checkpoint_root(recipe.output_dir)
+    start_epoch, skip, step, resumed_loss = 1, 0, 0, (0.0, 0)
+    resume_from = checkpoints.resolve_resume(t.resume, recipe.output_dir) if checkpointing else None
+    if resume_from is not None:
+        state, best_state, validation = checkpoints.load(accelerator, resume_from)
+        start_epoch, skip, step = state["epoch"], state["batches_done"], state["step"]
+        resumed_loss = (state["loss_sum"], state["loss_count"])
+        result.history, result.best_epoch, result.best_score = state["history"], state["best_epoch"], state["best_score"]
+        result.samples, result.seconds, stale = state["samples"], state["seconds"], state["stale"]
+        if validation is not None:
+            result.best_validation_logits, result.best_validation_labels = validation
+        accelerator.print(f"textxfer: resuming from {resume_from} (epoch {start_epoch}, {skip} batches done)")
+    elif t.resume == "auto" and checkpointing:
+        accelerator.print(f"textxfer: note: no checkpoint in {root} to resume from; starting from the beginning")
+
+    def save_checkpoint(epoch: int, batches_done: int, loss_sum: torch.Tensor, loss_count: int) -> Path:
+        state = {"epoch": epoch, "batches_done": batches_done, "step": step, "loss_sum": loss_sum.item(),
+                 "loss_count": loss_count, "history": result.history, "best_epoch": result.best_epoch,
+                 "best_score": result.best_score, "samples": result.samples, "seconds": result.seconds,
+                 "stale": stale}
+        validation = (None if result.best_validation_logits is None
+                      else (result.best_validation_logits, result.best_validation_labels))
+        return checkpoints.save(accelerator, root, step, state, best_state, validation, t.keep_checkpoints)
+
+    stop = _StopSignal(accelerator) if checkpointing else None
+    try:
+        for epoch in range(start_epoch, t.epochs + 1):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            model.train()
+            started = time.perf_counter()
+            loss_sum, loss_count = torch.tensor(resumed_loss[0], device=accelerator.device), resumed_loss[1]
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{t.epochs}", leave=False, initial=skip,
+                       total=len(loader), disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+            for done, batch in enumerate(bar, start=skip + 1):
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        logits = forward(model, batch)
+                    loss = loss_fn(logits, batch["labels"])
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and t.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                loss_count += 1
+                result.samples += len(batch["labels"]) * accelerator.num_processes
+                if not accelerator.sync_gradients or stop is None:
+                    continue
+                step += 1
+                if stop.requested():
+                    result.seconds += time.perf_counter() - started
+                    path = save_checkpoint(epoch, done, loss_sum, loss_count)
+                    raise TrainingInterrupted(stop.name, path, recipe.output_dir)
+                if t.save_every and step % t.save_every == 0 and done < len(loader):
+                    save_checkpoint(epoch, done, loss_sum, loss_count)
+            skip, resumed_loss = 0, (0.0, 0)
+            result.seconds += time.perf_counter() - started
+            train_loss = accelerator.reduce(loss_sum / max(loss_count, 1), reduction="mean").item()
+            scores, val_logits, val_labels = evaluate(model)
+            entry = {"epoch": epoch, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
+            result.history.append(entry)
+            improved = scores[select] > result.best_score
+            if improved:
+                result.best_epoch, result.best_score, stale = epoch, scores[select], 0
+                result.best_validation_logits, result.best_validation_labels = val_logits, val_labels
+                best_state = _trainable_snapshot(accelerator.unwrap_model(model))
+            else:
+                stale += 1
+            if accelerator.is_main_process and (desc != "head" or epoch == t.epochs or improved or epoch % 10 == 0):
+                shown = " ".join(f"{k.replace('_', '-')} {scores[k]:.4f}" for k in scores if k not in ("loss", "n"))
+                tqdm.write(f"epoch {epoch:>3}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
+                           f"{shown}{'  *best' if improved else ''}")
+            if t.early_stopping_patience is not None and stale >= t.early_stopping_patience:
+                accelerator.print(f"textxfer: early stopping: no better validation {select.replace('_', '-')} for "
+                                  f"{stale} epoch(s); keeping epoch {result.best_epoch}")
+                break
+            if checkpointing and epoch < t.epochs:
+                # The next epoch starts at batch 0: a checkpoint at the epoch boundary.
+                save_checkpoint(epoch + 1, 0, torch.zeros(()), 0)
+    finally:
+        if stop is not None:
+            stop.uninstall()
+    _restore(accelerator.unwrap_model(model), best_state)
     return result
+
+
+class TrainingInterrupted(TextxferError):
+    """SIGINT/SIGTERM during training: a checkpoint was saved; the message says how to resume."""
+
+    def __init__(self, signal_name: str, checkpoint: Path, output_dir: str):
+        super().__init__(
+            f"training stopped by {signal_name}; a checkpoint of the current step is in {checkpoint}. "
+            f"Continue with the same command plus `train.resume=auto` (the run folder {output_dir} is not written "
+            f"until training finishes)."
+        )
+        self.exit_code = 130 if signal_name == "SIGINT" else 143
+
+
+class _StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each optimizer step (all processes agree)."""
+
+    def __init__(self, accelerator: Accelerator):
+        self.accelerator = accelerator
+        self.name: str | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        flag = self.name is not None
+        if self.accelerator.num_processes > 1:  # one process may get the signal: stop together
+            flag = bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device),
+                                                reduction="sum").item())
+            self.name = self.name or "SIGTERM"
+        return flag
+
+    def uninstall(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _trainable_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of the weights that train (all of them, or just adapters and head): only they change."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    for name, param in model.named_parameters():
+        if name in snapshot:
+            param.copy_(snapshot[name])
 
 
 def _validation_scores(logits: torch.Tensor, labels: torch.Tensor, docs: torch.Tensor, recipe: Recipe,
@@ -263,7 +373,7 @@ def _validation_scores(logits: torch.Tensor, labels: torch.Tensor, docs: torch.T
 
 
 def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k in MODEL_INPUTS}
+    return {k: v for k, v in batch.items() if k in MODEL_INPUTS or k == "position_ids"}
 
 
 def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:

@@ -1,0 +1,188 @@
+"""LoRA and QLoRA classifiers with peft: build, save so stock peft reloads them, load, merge.
+
+Traps this module avoids (each one bites users of plain peft/transformers):
+- The classification head (`score` for decoders, `classifier` for encoders) is new: it must train and be
+  saved with the adapter. `task_type="SEQ_CLS"` puts it in `modules_to_save`; `all-linear` excludes it.
+- peft saves no model config, so label names and `num_labels` are lost, and
+  `AutoPeftModelForSequenceClassification.from_pretrained(run)` fails with a size mismatch of the head.
+  textxfer saves the labelled config beside the adapter and points the adapter's
+  `base_model_name_or_path` at a *labelled base*: a cache folder holding that config and hard links to
+  the base weights (no copy), so the stock one-liner rebuilds the right head with the label names.
+- QLoRA: the base is quantized to 4-bit NF4 (double quantization, chosen compute dtype), prepared for
+  k-bit training; the head stays in full precision; the saved config carries no `quantization_config`
+  (a stale one breaks reloading).
+- Merging keeps the head, `num_labels` and `id2label`: the merged folder loads with
+  `AutoModelForSequenceClassification` alone.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .errors import TextxferError
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+# peft still calls transformers' deprecated gradient-checkpointing names; the warning is not the user's to fix.
+warnings.filterwarnings("ignore", message=r".*(is_gradient_checkpointing|gradient_checkpointing_enable).*deprecated",
+                        category=FutureWarning)
+WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json")
+
+
+def is_adapter_run(folder: str | Path) -> bool:
+    """True for a run folder that holds a peft adapter rather than a whole model."""
+    return (Path(folder) / ADAPTER_CONFIG).is_file()
+
+
+def quantization_config(cfg: ModelConfig):
+    """The 4-bit NF4 bitsandbytes config of a qlora recipe (None for other methods)."""
+    if cfg.method != "qlora":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise TextxferError(
+            "`model.method=qlora` needs bitsandbytes (0.49 or newer also runs on CPU). Install it with "
+            "`pip install 'bitsandbytes>=0.49'`, or use `model.method=lora` (no quantization)."
+        ) from None
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.lora.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, cfg.lora.compute_dtype),
+        llm_int8_skip_modules=["score", "classifier"],  # the head stays in full precision
+    )
+
+
+def add_adapters(model: nn.Module, cfg: ModelConfig, gradient_checkpointing: bool) -> nn.Module:
+    """Wrap a sequence classifier with LoRA adapters; the head trains in full and is saved with them."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    lora = cfg.lora
+    try:
+        return get_peft_model(model, LoraConfig(
+            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+            target_modules=lora.target_modules, use_dora=lora.use_dora))
+    except ValueError as exc:  # e.g. target modules that the model does not have
+        names = sorted({name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise TextxferError(f"Could not add LoRA adapters to `{cfg.name}`: {str(exc).splitlines()[0]} "
+                            f"Its linear layers are named: {', '.join(names)}. Set `model.lora.target_modules` "
+                            f"to some of them, or to `all-linear`.") from None
+
+
+def plain_config(model: nn.Module):
+    """The model's config with labels, without the quantization settings (which break reloading)."""
+    config = copy.deepcopy(model.config)
+    config.__dict__.pop("quantization_config", None)
+    config.__dict__.pop("_pre_quantization_dtype", None)
+    return config
+
+
+def save_adapter(model: nn.Module, folder: Path, base_path: str) -> None:
+    """Adapter + head weights, the labelled config, and a base pointer that stock peft can reload."""
+    base = model.get_base_model()
+    config = plain_config(base)
+    labelled = labelled_base(base_path, config)
+    model.peft_config["default"].base_model_name_or_path = str(labelled)
+    model.save_pretrained(folder)
+    config.save_pretrained(folder)
+
+
+def labelled_base(base_path: str, config) -> Path:
+    """A cache folder = the base model's weights (hard-linked, or copied across file systems) with the
+    run's labelled config, so `from_pretrained` of it builds the right head with the label names."""
+    from .gguf_cache import cache_root
+
+    source = _local_folder(base_path)
+    text = config.to_json_string(use_diff=False)
+    digest = hashlib.sha256((str(source.resolve()) + text).encode()).hexdigest()[:16]
+    target = cache_root() / "labelled" / f"{source.name}-{digest}"
+    if (target / "config.json").is_file():
+        return target
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for file in source.iterdir():
+        if file.name.endswith(WEIGHT_SUFFIXES):
+            try:
+                os.link(file.resolve(), tmp / file.name)
+            except OSError:  # another file system: copy
+                shutil.copy2(file, tmp / file.name)
+    config.save_pretrained(tmp)  # written last: a folder with config.json is complete
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _local_folder(base_path: str) -> Path:
+    path = Path(base_path)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:  # a Hub id: its files are in the local Hugging Face cache after loading
+        return Path(snapshot_download(base_path, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001
+        raise TextxferError(f"Could not find the local files of the base model `{base_path}` to save the adapter "
+                            f"against: {exc}") from None
+
+
+def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
+    """Reload an adapter run for prediction (4-bit base again for qlora runs)."""
+    from peft import AutoPeftModelForSequenceClassification
+
+    from .models import quiet_loading
+
+    kwargs = {}
+    if info.get("method") == "qlora":
+        kwargs["quantization_config"] = quantization_config(ModelConfig(**{"method": "qlora", "lora": _lora(info)}))
+        kwargs["device_map"] = {"": device}
+    with quiet_loading():
+        model = AutoPeftModelForSequenceClassification.from_pretrained(run_dir, dtype=torch.float32, **kwargs)
+    return model
+
+
+def _lora(info: dict):
+    from .config import LoraSettings
+
+    return LoraSettings(**info.get("lora", {}))
+
+
+def merge(run_dir: str | Path, output_dir: str | Path) -> Path:
+    """Fold a LoRA run's adapters into the base weights: a standalone model folder with the head, the
+    label names, the tokenizer and textxfer's run info, loadable with `AutoModelForSequenceClassification`."""
+    from transformers import AutoTokenizer
+
+    from .runfolder import RUN_INFO, swap_into_place, write_json
+
+    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    if not is_adapter_run(run_dir):
+        raise TextxferError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG} is missing): only `lora` and `qlora` "
+                            f"runs can be merged; other runs are standalone models already.")
+    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    # QLoRA adapters merge into the full-precision base: merging into 4-bit weights would round them.
+    model = load_adapter(run_dir, {**info, "method": "lora"}, "cpu").merge_and_unload()
+    staging = output_dir.with_name(output_dir.name + ".incomplete")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
+    write_json(staging / RUN_INFO, {**info, "method": "full", "merged_from": str(run_dir), "adapter_method": info["method"]})
+    for extra in ("recipe.yaml", "metrics.json"):
+        if (run_dir / extra).is_file():
+            shutil.copy2(run_dir / extra, staging / extra)
+    swap_into_place(staging, output_dir)
+    return output_dir

@@ -1,0 +1,107 @@
+"""Training checkpoints that are complete or absent, never half-written, and resume exactly.
+
+A checkpoint is `accelerator.save_state` (model, optimizer, scheduler, RNG states of every process)
+plus `textxfer_state.json` (epoch, batches done in the epoch, history, best epoch, loss sums) and the
+best epoch's trainable weights. It is written into `<output_dir>.checkpoints/.tmp-step-N/` and renamed
+to `step-N/` only when everything is on disk, so a kill during saving leaves no folder that looks
+complete. The last `train.keep_checkpoints` are kept; a finished run removes them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import TextxferError
+
+STATE_FILE = "textxfer_state.json"
+BEST_FILE = "best_trainable.safetensors"
+VALIDATION_FILE = "best_validation.safetensors"
+_STEP = re.compile(r"step-(\d+)")
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    """Where a run's checkpoints live: beside the run folder, never inside it."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(output_dir.name + ".checkpoints")
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (temporary folders of an interrupted save are ignored)."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP.fullmatch(p.name)) and (p / STATE_FILE).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(resume: str | None, output_dir: str) -> Path | None:
+    """`train.resume`: None (start fresh), `auto` (the newest checkpoint, if any) or a checkpoint folder."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = complete_checkpoints(checkpoint_root(output_dir))
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise TextxferError(
+            f"`train.resume={resume}` is not a complete textxfer checkpoint (no {STATE_FILE} in it). Use "
+            f"`train.resume=auto` for the newest one in {checkpoint_root(output_dir)}, or a `step-N` folder there."
+        )
+    return path
+
+
+def save(accelerator, root: Path, step: int, state: dict, best: dict[str, torch.Tensor] | None,
+         validation: tuple[torch.Tensor, torch.Tensor] | None, keep: int) -> Path:
+    """Write a checkpoint atomically (every process must call this: each saves its RNG state)."""
+    final = root / f"step-{step}"
+    tmp = root / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        if best:
+            save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / BEST_FILE))
+        if validation is not None:
+            save_file({"logits": validation[0].contiguous(), "labels": validation[1].contiguous()},
+                      str(tmp / VALIDATION_FILE))
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")  # last: marks completeness
+        _sync(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in complete_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load(accelerator, path: Path) -> tuple[dict, dict[str, torch.Tensor] | None, tuple | None]:
+    """Restore model, optimizer, scheduler and RNG states; return (textxfer state, best weights, validation)."""
+    accelerator.load_state(str(path))
+    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    best = load_file(str(path / BEST_FILE)) if (path / BEST_FILE).is_file() else None
+    validation = None
+    if (path / VALIDATION_FILE).is_file():
+        tensors = load_file(str(path / VALIDATION_FILE))
+        validation = (tensors["logits"], tensors["labels"])
+    return state, best, validation
+
+
+def remove_all(output_dir: str | Path) -> None:
+    """Drop a finished run's checkpoints."""
+    shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
+
+
+def _sync(folder: Path) -> None:
+    """Flush a folder's files to disk before the rename that publishes it."""
+    for file in folder.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
