@@ -14,7 +14,7 @@ def lengths(n=1000, seed=0):
 def test_every_index_exactly_once_per_epoch():
     sampler = LengthBucketBatchSampler(lengths(1003), batch_size=32, seed=1)
     for epoch in range(3):
-        sampler.set_epoch(epoch)
+        sampler.start_epoch(epoch)
         batches = list(sampler)
         flat = [i for b in batches for i in b]
         assert sorted(flat) == list(range(1003))
@@ -37,7 +37,7 @@ def test_shuffle_is_seeded_and_changes_with_the_epoch():
     a, b = LengthBucketBatchSampler(lengths(), 16, seed=5), LengthBucketBatchSampler(lengths(), 16, seed=5)
     assert list(a) == list(b)
     first = list(a)
-    a.set_epoch(1)
+    a.start_epoch(1)
     assert list(a) != first
 
 

@@ -115,8 +115,13 @@ class LengthBucketBatchSampler:
         self.weights = weights
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the shuffle of the coming epoch (call before iterating)."""
+    def start_epoch(self, epoch: int) -> None:
+        """Choose the shuffle of the coming epoch (call before iterating).
+
+        Deliberately not named `set_epoch`: Accelerate calls `set_epoch(n)` on batch samplers with its
+        own count of loader iterations, which restarts at 0 for a resumed (batch-skipping) loader and
+        would then replay the wrong epoch's order.
+        """
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
@@ -199,9 +204,12 @@ def balanced_weights(labels: list) -> list[float]:
 
 def train_loader(dataset: TokenizedDataset, batch_size: int, seed: int, collate: PadCollator,
                  weights: list[float] | None = None):
-    """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `set_epoch`."""
+    """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `start_epoch`."""
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed, weights=weights)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate), sampler
+    # Its own generator: otherwise every new iterator draws a seed from the global torch RNG, and a
+    # resumed run (whose RNG state is restored before the iterator exists) would shift dropout noise.
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=generator), sampler
 
 
 def length_sorted(dataset: TokenizedDataset) -> list[int]:

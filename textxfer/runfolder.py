@@ -31,7 +31,8 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
-def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dict, decision: dict | None = None) -> dict:
+def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dict, decision: dict | None = None,
+              state_dict: dict | None = None) -> dict:
     """Save model, tokenizer, recipe, test predictions, metrics and plots; returns the final metrics.
 
     `decision` is the rule chosen on validation (thresholds); prediction applies it.
@@ -48,6 +49,8 @@ def write_run(recipe: Recipe, model, tokenizer, splits: Splits, run_metrics: dic
         from .models import resolve_model_path
 
         save_adapter(model, staging, resolve_model_path(recipe.model.name))
+    elif state_dict is not None:  # gathered from FSDP shards
+        model.save_pretrained(staging, state_dict=state_dict)
     else:
         model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)

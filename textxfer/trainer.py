@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -121,8 +121,11 @@ def train(recipe: Recipe) -> dict:
         },
         "history": result.history,
     }
+    # Under FSDP the weights are sharded across processes: gather them (a collective) before saving.
+    state_dict = accelerator.get_state_dict(model) if accelerator.distributed_type == DistributedType.FSDP else None
     if accelerator.is_main_process:
-        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics, decision)
+        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics, decision,
+                                state_dict)
         checkpoints.remove_all(recipe.output_dir)  # the run folder is complete: nothing left to resume
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -219,6 +222,9 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
     """
     t = recipe.train
     optimizer, scheduler = _optimizer_and_schedule(model, recipe, len(loader))
+    deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
+    if deepspeed is not None:  # our loader batches through a batch sampler: DeepSpeed cannot infer the size
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = t.batch_size
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     select = metrics_lib.selection_metric(multi_label)
     result, best_state, stale = FitResult(), None, 0
@@ -251,7 +257,7 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
     try:
         for epoch in range(start_epoch, t.epochs + 1):
             if sampler is not None:
-                sampler.set_epoch(epoch)
+                sampler.start_epoch(epoch)
             model.train()
             started = time.perf_counter()
             loss_sum, loss_count = torch.tensor(resumed_loss[0], device=accelerator.device), resumed_loss[1]
