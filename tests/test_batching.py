@@ -1,6 +1,8 @@
 """Length-bucketed batches: every example once per epoch, little padding, reshuffled per epoch."""
 import random
 
+import pytest
+
 import torch
 
 from textxfer.batching import LengthBucketBatchSampler, PadCollator, TokenizedDataset, eval_loader
@@ -62,3 +64,13 @@ def test_eval_loader_is_length_sorted_and_order_restores_inputs():
     assert [b["input_ids"].shape[1] for b in batches] == [9, 3]
     labels = torch.cat([b["labels"] for b in batches]).tolist()
     assert [labels[order.index(i)] for i in range(4)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("rows,shards", [(61, 2), (64, 2), (65, 4), (9, 3), (100, 8)])
+def test_batches_split_evenly_over_processes_without_repeats(rows, shards):
+    """Under N processes batch i goes to process i mod N: the count must divide by N, with no repeats."""
+    lengths = [random.Random(i).randint(1, 40) for i in range(rows)]
+    sampler = LengthBucketBatchSampler(lengths, 8, seed=0, num_shards=shards)
+    batches = sampler.batches()
+    assert len(batches) % shards == 0 and len(batches) == len(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(rows))

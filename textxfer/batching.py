@@ -107,12 +107,13 @@ class LengthBucketBatchSampler:
     """
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket_factor: int = 50,
-                 weights: list[float] | None = None):
+                 weights: list[float] | None = None, num_shards: int = 1):
         self.lengths = lengths
         self.batch_size = batch_size
         self.seed = seed
         self.bucket_factor = bucket_factor
         self.weights = weights
+        self.num_shards = num_shards
         self.epoch = 0
 
     def start_epoch(self, epoch: int) -> None:
@@ -142,13 +143,33 @@ class LengthBucketBatchSampler:
         last = [b for b in batches if len(b) < self.batch_size]
         full = [b for b in batches if len(b) == self.batch_size]
         rng.shuffle(full)
-        return full + last
+        return _divisible(full + last, self.num_shards)
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        n = -(-len(self.lengths) // self.batch_size)
+        return min(-(-n // self.num_shards) * self.num_shards, len(self.lengths)) if self.num_shards > 1 else n
+
+
+def _divisible(batches: list[list[int]], num_shards: int) -> list[list[int]]:
+    """Split the last batches until their count is a multiple of `num_shards`.
+
+    Under N processes batch i goes to process i mod N, and every process must take the same number
+    of steps. Accelerate would otherwise repeat examples from the start of the epoch to even the
+    count; splitting the tail instead keeps every example exactly once per epoch.
+    """
+    batches = list(batches)
+    while len(batches) % num_shards and any(len(b) > 1 for b in batches):
+        # split the largest of the trailing batches (the short tail first)
+        tail = range(max(0, len(batches) - num_shards), len(batches))
+        i = max(tail, key=lambda k: len(batches[k]))
+        if len(batches[i]) < 2:
+            i = max(range(len(batches)), key=lambda k: len(batches[k]))
+        half = len(batches[i]) // 2
+        batches[i:i + 1] = [batches[i][:half], batches[i][half:]]
+    return batches
 
 
 class PadCollator:
@@ -203,9 +224,13 @@ def balanced_weights(labels: list) -> list[float]:
 
 
 def train_loader(dataset: TokenizedDataset, batch_size: int, seed: int, collate: PadCollator,
-                 weights: list[float] | None = None):
-    """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `start_epoch`."""
-    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed, weights=weights)
+                 weights: list[float] | None = None, num_shards: int = 1):
+    """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `start_epoch`.
+
+    `num_shards` (the number of processes) makes the batch count a multiple of it, so that every
+    example is seen exactly once per epoch across processes.
+    """
+    sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed, weights=weights, num_shards=num_shards)
     # Its own generator: otherwise every new iterator draws a seed from the global torch RNG, and a
     # resumed run (whose RNG state is restored before the iterator exists) would shift dropout noise.
     generator = torch.Generator().manual_seed(seed)

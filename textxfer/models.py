@@ -133,7 +133,13 @@ def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | 
             else:
                 from .adapters import quantization_config
 
-                quantized = {"quantization_config": quantization_config(cfg)} if cfg.method == "qlora" else {}
+                quantized = {}
+                if cfg.method == "qlora":
+                    quantized["quantization_config"] = quantization_config(cfg)
+                    if torch.cuda.is_available():  # 4-bit weights are placed at load time: one GPU per process
+                        from accelerate import PartialState
+
+                        quantized["device_map"] = {"": PartialState().local_process_index}
                 model = AutoModelForSequenceClassification.from_pretrained(
                     path, use_safetensors=True, dtype=torch.float32, **labels_kwargs, **quantized, **_hub_kwargs(cfg))
     except (OSError, ValueError) as exc:

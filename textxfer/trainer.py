@@ -99,6 +99,11 @@ def train(recipe: Recipe) -> dict:
         f"{len(splits.train)} train{windows} / {len(splits.validation)} validation rows; "
         f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)"
     )
+    t = recipe.train
+    global_batch = t.batch_size * accelerator.num_processes * t.gradient_accumulation_steps
+    accelerator.print(f"textxfer: effective batch {global_batch} = {t.batch_size} per step x {accelerator.num_processes} "
+                      f"process(es) x {t.gradient_accumulation_steps} accumulation step(s); lr {t.lr:g} with "
+                      f"{t.warmup_ratio:.0%} linear warmup, then linear decay over {t.epochs} epoch(s)")
     loss_fn = make_loss(splits.multi_label, recipe.train.loss, _loss_weights(recipe, splits), recipe.train.focal_gamma)
     collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
     if recipe.model.method == "feature_extraction":
@@ -118,6 +123,7 @@ def train(recipe: Recipe) -> dict:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "num_processes": accelerator.num_processes,
+            "effective_batch_size": global_batch,
         },
         "history": result.history,
     }
@@ -225,7 +231,14 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
     deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
     if deepspeed is not None:  # our loader batches through a batch sampler: DeepSpeed cannot infer the size
         deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = t.batch_size
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # The training batch sampler already gives every process the same number of batches and every
+    # example once (see batching._divisible); Accelerate's even_batches would pad the last round with
+    # repeated examples, so it is off for the training loader (evaluation loaders keep it).
+    accelerator.even_batches = False
+    try:
+        model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    finally:
+        accelerator.even_batches = True
     select = metrics_lib.selection_metric(multi_label)
     result, best_state, stale = FitResult(), None, 0
     checkpointing = desc != "head" and t.save_every != 0  # a linear head on cached features retrains in seconds
@@ -349,7 +362,8 @@ class _StopSignal:
         if self.accelerator.num_processes > 1:  # one process may get the signal: stop together
             flag = bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device),
                                                 reduction="sum").item())
-            self.name = self.name or "SIGTERM"
+            if flag and self.name is None:  # another process was signalled
+                self.name = "SIGTERM"
         return flag
 
     def uninstall(self) -> None:
@@ -384,7 +398,8 @@ def _model_inputs(batch: dict) -> dict:
 
 def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
     weights = balanced_weights(train_set.columns["label"]) if recipe.train.sampler == "balanced" else None
-    loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate, weights)
+    loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate, weights,
+                                   num_shards=accelerator.num_processes)
     val_loader, _ = eval_loader(val_set, recipe.train.eval_batch_size, collate)
     val_loader = accelerator.prepare(val_loader)
 
