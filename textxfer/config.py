@@ -18,7 +18,7 @@ import yaml
 
 from .errors import TextxferError
 
-METHODS = ("full", "feature_extraction", "scratch", "lora", "qlora")
+METHODS = ("full", "feature_extraction", "scratch", "lora", "qlora", "lp_ft")
 
 
 def _f(default: Any, help: str, choices: tuple | None = None):
@@ -77,6 +77,7 @@ class ModelConfig:
     revision: Optional[str] = _f(None, "Hub revision (branch, tag or commit) when `name` is a Hub id")
     trust_remote_code: bool = _f(False, "allow custom model code from the Hub (off: only use it for models you trust)")
     lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "lora/qlora adapter settings"})
+    freeze_layers: Optional[int] = _f(None, "full/lp_ft: freeze the embeddings and the bottom k transformer layers")
 
 
 @dataclass
@@ -94,6 +95,11 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = _f(None, "stop after this many epochs without better validation macro-F1 (null: off)")
     class_weights: str = _f("none", "loss weights per class (multi-label: positive weight per label)", ("none", "balanced"))
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass: less memory, ~30% slower")
+    layer_lr_decay: Optional[float] = _f(None, "discriminative LRs: each layer below the top gets the LR of the one "
+                                         "above times this factor (e.g. 0.8); the head trains at train.lr")
+    gradual_unfreezing: bool = _f(False, "ULMFiT: epoch 1 trains the head only, each later epoch unfreezes one more "
+                                  "layer from the top")
+    l2_sp: Optional[float] = _f(None, "L2-SP: penalize the squared distance from the pretrained weights (e.g. 0.01)")
     save_every: Optional[int] = _f(None, "fine-tuning checkpoints: every N optimizer steps (null: at each epoch end; 0: off)")
     keep_checkpoints: int = _f(2, "how many of the newest checkpoints to keep")
     resume: Optional[str] = _f(None, "continue an interrupted run: `auto` (newest checkpoint of output_dir) or a "
@@ -133,6 +139,9 @@ METHOD_DEFAULTS = {
     # Adapters train few weights from a small init: they want a higher LR than full fine-tuning.
     "lora": {"epochs": 3, "lr": 1e-3},
     "qlora": {"epochs": 3, "lr": 1e-3},
+    # LP-FT: a linear probe on frozen features first (feature_extraction's 40 epochs at 3e-3, fixed),
+    # then fine-tuning of everything from that head, at the fine-tuning defaults.
+    "lp_ft": {"epochs": 5, "lr": 1e-4},
 }
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -331,6 +340,7 @@ def _check(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`train.save_every` in {where} must be 0 (off), a positive step count, or null (each epoch).")
     if t.keep_checkpoints < 1:
         raise TextxferError(f"`train.keep_checkpoints` in {where} must be at least 1, got {t.keep_checkpoints}.")
+    _check_strategies(recipe, where)
     lora = recipe.model.lora
     if lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
         raise TextxferError(f"`model.lora` in {where} needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={lora.r}, "
@@ -338,6 +348,30 @@ def _check(recipe: Recipe, where: str) -> None:
     if t.target_precision is not None and t.target_recall is not None:
         raise TextxferError(f"{where} sets both `train.target_precision` and `train.target_recall`; a single threshold "
                             f"can aim at one of them. Keep one.")
+
+
+def _check_strategies(recipe: Recipe, where: str) -> None:
+    """Layer-wise strategies apply to methods that train the pretrained layers; say so instead of ignoring them."""
+    m, t = recipe.model, recipe.train
+    layerwise = {"model.freeze_layers": m.freeze_layers is not None, "train.layer_lr_decay": t.layer_lr_decay is not None,
+                 "train.gradual_unfreezing": t.gradual_unfreezing, "train.l2_sp": t.l2_sp is not None}
+    used = [key for key, on in layerwise.items() if on]
+    reasons = {"feature_extraction": "its backbone is frozen and only a linear head trains",
+               "lora": "only low-rank adapters train, not the pretrained layers themselves",
+               "qlora": "only low-rank adapters train, not the pretrained (4-bit) layers themselves",
+               "scratch": "there are no pretrained weights to protect or to transfer"}
+    if used and m.method in reasons:
+        raise TextxferError(f"{', '.join(f'`{k}`' for k in used)} in {where} cannot apply to `model.method={m.method}`: "
+                            f"{reasons[m.method]}. Use `model.method=full` or `lp_ft`, or remove the key.")
+    if m.freeze_layers is not None and m.freeze_layers < 0:
+        raise TextxferError(f"`model.freeze_layers` in {where} must be 0 or more, got {m.freeze_layers}.")
+    if t.layer_lr_decay is not None and not 0 < t.layer_lr_decay <= 1:
+        raise TextxferError(f"`train.layer_lr_decay` in {where} must be in (0, 1], got {t.layer_lr_decay}.")
+    if t.l2_sp is not None and t.l2_sp < 0:
+        raise TextxferError(f"`train.l2_sp` in {where} must be 0 or more, got {t.l2_sp}.")
+    if t.gradual_unfreezing and m.freeze_layers is not None:
+        raise TextxferError(f"{where} sets both `train.gradual_unfreezing` and `model.freeze_layers`; gradual "
+                            f"unfreezing decides per epoch which layers train. Keep one.")
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
