@@ -3,6 +3,7 @@
     textxfer train RECIPE.yaml [key=value ...]
     textxfer predict RUN_DIR INPUT -o OUTPUT
     textxfer merge LORA_RUN_DIR OUTPUT_DIR
+    textxfer compare RECIPE --strategies base,scratch,feature_extraction,full --per-class 5,10,all --seeds 3
 """
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def _merge(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .compare import compare, parse_budgets, parse_strategies
+
+    compare(args.recipe, args.overrides, parse_strategies(args.strategies), parse_budgets(args.per_class), args.seeds)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
@@ -73,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
     merge.add_argument("output_dir", help="where to write the merged model")
     merge.set_defaults(func=_merge)
+    comp = sub.add_parser("compare", help="train several strategies at several label budgets and seeds; report "
+                                          "the learning curves and the transfer gain over scratch")
+    comp.add_argument("recipe", help="recipe YAML file (its data, model and output_dir)")
+    comp.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value")
+    comp.add_argument("--strategies", default="base,scratch,feature_extraction,full",
+                      help="comma-separated: base (logistic regression on frozen features), scratch, "
+                           "feature_extraction, full, lp_ft, lora, qlora")
+    comp.add_argument("--per-class", default="5,10,50,all", help="training examples per class: integers or all")
+    comp.add_argument("--seeds", type=int, default=3, help="subsamples (and training seeds) per budget")
+    comp.set_defaults(func=_compare)
     return parser
 
 

@@ -1,0 +1,47 @@
+"""`textxfer compare`: every (strategy, budget, seed) cell once, reports written, finished cells skipped."""
+import json
+
+import pytest
+
+from conftest import SAMPLES, write_recipe
+from textxfer.compare import parse_budgets, parse_strategies, subsample
+from textxfer.errors import TextxferError
+
+
+def test_subsample_is_stratified_and_seeded():
+    labels = [i % 3 for i in range(30)]
+    rows = subsample(labels, 4, seed=1)
+    assert sorted(labels[i] for i in rows) == [0] * 4 + [1] * 4 + [2] * 4
+    assert rows == subsample(labels, 4, seed=1) and rows != subsample(labels, 4, seed=2)
+    assert subsample(labels, None, 0) == list(range(30))
+    assert parse_budgets("5, 10,all") == [5, 10, None]
+    with pytest.raises(TextxferError, match="per-class"):
+        parse_budgets("5,zero")
+    with pytest.raises(TextxferError, match="Unknown strategy"):
+        parse_strategies("full,magic")
+
+
+def test_compare_runs_every_cell_and_skips_finished_ones(tmp_path, tiny_bert, cli):
+    recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"),
+                                          "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
+                          model={"name": tiny_bert}, train={"batch_size": 8, "epochs": 3, "lr": 0.5},
+                          output_dir=str(tmp_path / "cmp"))
+    args = ["compare", recipe, "--strategies", "base,scratch,full", "--per-class", "2,all", "--seeds", "2"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    assert "run 1/12" in out and "min left" in out
+    records = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert len(records) == 12
+    assert set(records[0]) == {"strategy", "per_class", "seed", "n_train", "test_accuracy", "test_macro_f1", "wall_seconds"}
+    assert {r["n_train"] for r in records if r["per_class"] == 2} == {20}  # 2 per class, 10 classes
+    assert all(0 <= r["test_accuracy"] <= 1 for r in records)
+    # each strategy ran at its own defaults, not at the recipe's lr of 0.5
+    saved = (tmp_path / "cmp" / "runs" / "full-2-seed0" / "recipe.yaml").read_text()
+    assert "lr: 0.0001" in saved and "epochs: 5" in saved
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| 2 | 20 |" in table and "**" in table and "gain over scratch" in table
+    assert (tmp_path / "cmp" / "learning_curve.png").is_file()
+
+    code, out, _ = cli(*args)  # everything is done: nothing runs again
+    assert code == 0 and "run 1/12" not in out
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == records

@@ -1,0 +1,246 @@
+"""`textxfer compare`: what transfer buys on the user's own data, per label budget and strategy.
+
+    textxfer compare RECIPE --strategies base,scratch,feature_extraction,full,lp_ft,lora --per-class 5,10,50,all --seeds 3
+
+The recipe's validation rows (its validation file, or a stratified 10% of train held out once) and
+test file stay fixed; each cell trains one strategy on a seeded, stratified subsample of the rest
+with `per_class` examples of every class (`all`: everything). Each strategy uses its own default
+epochs and learning rate. `base` is the quick baseline before any fine-tuning: a logistic
+regression on frozen, mean-pooled backbone features, fit in seconds.
+
+Writes into the recipe's `output_dir`: `comparison.json` (one record per run), `comparison.md`
+(mean ± std per cell, best per budget in bold, gain over scratch, wall time) and
+`learning_curve.png`. Finished cells are kept in `runs/` and skipped when the command runs again.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import METHODS, Recipe, load_recipe
+from .data import load_splits
+from .errors import TextxferError
+from .runfolder import write_json
+
+STRATEGIES = ("base", *METHODS)
+
+
+def parse_budgets(text: str) -> list[int | None]:
+    """`5,10,all` -> [5, 10, None] (None: every training row)."""
+    budgets = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "all":
+            budgets.append(None)
+        elif item.isdigit() and int(item) > 0:
+            budgets.append(int(item))
+        else:
+            raise TextxferError(f"`--per-class` takes positive integers or `all`, comma-separated; got {item!r}.")
+    return budgets
+
+
+def parse_strategies(text: str) -> list[str]:
+    """Validate `--strategies`."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown or not names:
+        raise TextxferError(f"Unknown strategy {', '.join(unknown) or '(none)'} in `--strategies`; choose from "
+                            f"{', '.join(STRATEGIES)}.")
+    return names
+
+
+def subsample(labels: list[int], per_class: int | None, seed: int) -> list[int]:
+    """Seeded, stratified: `per_class` row indices of every class (all of a smaller class), sorted."""
+    if per_class is None:
+        return list(range(len(labels)))
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    picked = []
+    for label in sorted(by_class):
+        rows = by_class[label]
+        picked += rng.sample(rows, min(per_class, len(rows)))
+    return sorted(picked)
+
+
+def compare(recipe_path: str, overrides: list[str], strategies: list[str], budgets: list[int | None],
+            seeds: int) -> list[dict]:
+    """Run every (strategy, budget, seed) cell not already done; write the reports; return the records."""
+    from .trainer import train
+
+    base = load_recipe(recipe_path, overrides)
+    if base.data.multi_label:
+        raise TextxferError("`textxfer compare` supports single-label recipes; multi-label runs can be compared "
+                            "by training each recipe with `textxfer train`.")
+    if base.data.text_pair_column:
+        raise TextxferError("`textxfer compare` supports single-text recipes; `data.text_pair_column` is set.")
+    if not base.data.test:
+        raise TextxferError(f"`textxfer compare` evaluates every cell on the same test set: set `data.test` in "
+                            f"{recipe_path} (or pass `data.test=FILE`).")
+    root = Path(base.output_dir)
+    data_dir = root / "data"
+    splits = load_splits(base.data, base.train.seed)
+    pool_texts, pool_labels = list(splits.train["text"]), list(splits.train["label"])
+    names = splits.labels.labels
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _write_rows(data_dir / "validation.csv", list(splits.validation["text"]), [names[i] for i in splits.validation["label"]])
+    cells = [(s, b, seed) for b in budgets for seed in range(seeds) for s in strategies]
+    records, done_seconds = _load_records(root), []
+    print(f"textxfer compare: {len(cells)} runs: strategies {', '.join(strategies)} x per-class "
+          f"{', '.join('all' if b is None else str(b) for b in budgets)} x {seeds} seed(s); "
+          f"{len(pool_texts)} training rows in the pool, test file {base.data.test}")
+    features = None
+    for k, (strategy, per_class, seed) in enumerate(cells, 1):
+        key = {"strategy": strategy, "per_class": "all" if per_class is None else per_class, "seed": seed}
+        if any(all(r[f] == v for f, v in key.items()) for r in records):
+            continue
+        left = [c for c in cells[k - 1:] if not any(all(r[f] == v for f, v in
+                                                        {"strategy": c[0], "per_class": "all" if c[1] is None else c[1],
+                                                         "seed": c[2]}.items()) for r in records)]
+        eta = f", about {statistics.mean(done_seconds) * len(left) / 60:.0f} min left" if done_seconds else ""
+        print(f"textxfer compare: run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}",
+              flush=True)
+        rows = subsample(pool_labels, per_class, seed)
+        started = time.perf_counter()
+        if strategy == "base":
+            if features is None:
+                features = _frozen_features(base, pool_texts, list(splits.test["text"]))
+            accuracy, macro_f1 = _logistic_baseline(features, pool_labels, rows, list(splits.test["label"]), seed)
+        else:
+            tag = f"{key['per_class']}-seed{seed}"
+            train_file = data_dir / f"train-{tag}.csv"
+            run_dir = root / "runs" / f"{strategy}-{tag}"
+            _write_rows(train_file, [pool_texts[i] for i in rows], [names[pool_labels[i]] for i in rows])
+            cell = load_recipe(recipe_path, [*overrides, f"model.method={strategy}", f"train.seed={seed}",
+                                             f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
+                                             "data.text_column=text", "data.label_column=label",
+                                             # the recipe's epochs/lr suit one method: each runs at its defaults
+                                             "train.epochs=null", "train.lr=null", f"output_dir={run_dir}"])
+            metrics = train(cell)
+            accuracy, macro_f1 = metrics["test"]["accuracy"], metrics["test"]["macro_f1"]
+        seconds = time.perf_counter() - started
+        done_seconds.append(seconds)
+        records.append({**key, "n_train": len(rows), "test_accuracy": accuracy, "test_macro_f1": macro_f1,
+                        "wall_seconds": seconds})
+        write_json(root / "comparison.json", records)
+    write_reports(root, records, strategies, budgets, len(names))
+    return records
+
+
+def _write_rows(path: Path, texts: list[str], labels: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels))
+    tmp.replace(path)
+
+
+def _load_records(root: Path) -> list[dict]:
+    path = root / "comparison.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+
+def _frozen_features(recipe: Recipe, pool: list[str], test: list[str]) -> dict:
+    """Mean-pooled, normalised backbone features of the pool and the test texts, computed once."""
+    import datasets
+    import torch
+
+    from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+    from .models import HeadConfig, PooledClassifier, build_tokenizer, quiet_loading, resolve_model_path
+    from transformers import AutoModel
+
+    tokenizer = build_tokenizer(recipe.model)
+    with quiet_loading():
+        backbone = AutoModel.from_pretrained(resolve_model_path(recipe.model.name), use_safetensors=True)
+    model = PooledClassifier(backbone, HeadConfig(2, recipe.model.pooling))
+    collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side)
+    out = {}
+    for name, texts in (("pool", pool), ("test", test)):
+        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": texts}), tokenizer, recipe.data.max_length))
+        loader, order = eval_loader(dataset, recipe.train.eval_batch_size, collate)
+        chunks = [model.features(b["input_ids"], b["attention_mask"], b.get("token_type_ids")) for b in loader]
+        features = torch.cat(chunks)
+        restore = torch.empty(len(order), dtype=torch.long)
+        restore[torch.tensor(order)] = torch.arange(len(order))
+        out[name] = features[restore].numpy()
+    return out
+
+
+def _logistic_baseline(features: dict, pool_labels: list[int], rows: list[int], test_labels: list[int], seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    clf = LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
+    clf.fit(features["pool"][rows], np.asarray(pool_labels)[rows])
+    predicted = clf.predict(features["test"])
+    return float(accuracy_score(test_labels, predicted)), float(f1_score(test_labels, predicted, average="macro"))
+
+
+def write_reports(root: Path, records: list[dict], strategies: list[str], budgets: list[int | None], n_classes: int) -> None:
+    """comparison.md and learning_curve.png from the records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def cell(strategy, budget, field="test_accuracy"):
+        key = "all" if budget is None else budget
+        return [r[field] for r in records if r["strategy"] == strategy and r["per_class"] == key]
+
+    lines = ["# textxfer compare", "",
+             "Test accuracy, mean ± std over seeds (n = training rows used); best per row in **bold**; "
+             "gain = best strategy minus `scratch`; time = mean wall seconds per run.", "",
+             "| per class | n | " + " | ".join(f"`{s}`" for s in strategies) + " | gain over scratch | time (s) |",
+             "|---|---:|" + "---:|" * len(strategies) + "---:|---|"]
+    for budget in budgets:
+        means = {s: statistics.mean(cell(s, budget)) for s in strategies if cell(s, budget)}
+        if not means:
+            continue
+        best = max(means, key=means.get)
+        cells = []
+        for s in strategies:
+            values = cell(s, budget)
+            if not values:
+                cells.append("–")
+                continue
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            text = f"{100 * statistics.mean(values):.1f} ± {100 * std:.1f}"
+            cells.append(f"**{text}**" if s == best else text)
+        n = statistics.mean(r["n_train"] for r in records if r["per_class"] == ("all" if budget is None else budget))
+        gain = f"{100 * (means[best] - means['scratch']):+.1f}" if "scratch" in means else "–"
+        times = " / ".join(f"{statistics.mean(cell(s, budget, 'wall_seconds')):.0f}" for s in strategies if cell(s, budget))
+        lines.append(f"| {'all' if budget is None else budget} | {n:.0f} | " + " | ".join(cells) + f" | {gain} | {times} |")
+    (root / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in strategies:
+        xs, ys, errs = [], [], []
+        for budget in budgets:
+            values = cell(s, budget)
+            if values:
+                xs.append(statistics.mean(r["n_train"] for r in records if r["strategy"] == s and
+                                          r["per_class"] == ("all" if budget is None else budget)))
+                ys.append(statistics.mean(values))
+                errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        if xs:
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=s)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"labeled training examples ({n_classes} classes)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(root / "learning_curve.png", dpi=110)
+    plt.close(fig)
+    print(f"textxfer compare: wrote {root / 'comparison.md'}, {root / 'comparison.json'} and "
+          f"{root / 'learning_curve.png'}", file=sys.stderr)
