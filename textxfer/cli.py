@@ -3,6 +3,7 @@
     textxfer train RECIPE.yaml [key=value ...]
     textxfer predict RUN_DIR INPUT -o OUTPUT
     textxfer merge LORA_RUN_DIR OUTPUT_DIR
+    textxfer adapt RECIPE data.unlabeled=FILE [--output DIR]
     textxfer compare RECIPE --strategies base,scratch,feature_extraction,full --per-class 5,10,all --seeds 3
 """
 from __future__ import annotations
@@ -55,6 +56,14 @@ def _merge(args) -> int:
     return 0
 
 
+def _adapt(args) -> int:
+    from .adapt import adapt
+    from .config import load_recipe
+
+    adapt(load_recipe(args.recipe, args.overrides), args.output, args.epochs, args.lr, args.mlm_probability)
+    return 0
+
+
 def _compare(args) -> int:
     from .compare import compare, parse_budgets, parse_strategies
 
@@ -81,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
     merge.add_argument("output_dir", help="where to write the merged model")
     merge.set_defaults(func=_merge)
+    ad = sub.add_parser("adapt", help="continue pretraining the recipe's model on unlabeled in-domain text "
+                                      "(masked LM; causal LM with LoRA for decoders)")
+    ad.add_argument("recipe", help="recipe YAML file (model.name, data.text_column, data.max_length)")
+    ad.add_argument("overrides", nargs="*", help="recipe overrides, including data.unlabeled=FILE")
+    ad.add_argument("--output", help="where to write the adapted model (default: OUTPUT_DIR-adapted)")
+    ad.add_argument("--epochs", type=int, default=1, help="passes over the unlabeled text")
+    ad.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
+    ad.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (encoders)")
+    ad.set_defaults(func=_adapt)
     comp = sub.add_parser("compare", help="train several strategies at several label budgets and seeds; report "
                                           "the learning curves and the transfer gain over scratch")
     comp.add_argument("recipe", help="recipe YAML file (its data, model and output_dir)")

@@ -50,6 +50,8 @@ class DataConfig:
     stride: int = _f(32, "chunks: tokens shared by consecutive windows")
     chunk_aggregation: str = _f("mean", "chunks: how window logits combine into a document's", ("mean", "max"))
     max_chunks: Optional[int] = _f(None, "chunks: at most this many evenly spaced windows per document (null: all)")
+    unlabeled: Optional[str] = _f(None, "unlabeled in-domain text for `textxfer adapt` (.txt one per line, or a table "
+                                  "with the text column)")
     positive_label: Optional[str] = _f(None, "binary tasks: the class of interest for precision-recall reports and "
                                        "target thresholds (default: the rarer class in train)")
 

@@ -1,0 +1,150 @@
+"""Domain-adaptive pretraining: `textxfer adapt RECIPE data.unlabeled=FILE`.
+
+Continues the pretraining objective of the recipe's model on unlabeled in-domain text (Gururangan et
+al. 2020, "Don't stop pretraining"): masked-LM for encoders, causal LM through LoRA adapters (merged
+afterwards) for decoders. Writes a plain model folder that `model.name` can point to, plus
+`adapt_metrics.json` with the held-out language-modelling loss before and after.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
+from .config import Recipe
+from .errors import TextxferError
+from .runfolder import swap_into_place, write_json
+
+DECODER_SUFFIX = "ForCausalLM"
+
+
+def read_unlabeled(path: str, text_column, encoding: str) -> list[str]:
+    """Texts of an unlabeled file: .txt (one text per non-empty line) or any table with the text column."""
+    from .data import read_texts
+
+    if Path(path).suffix.lower() == ".txt":
+        if not Path(path).is_file():
+            raise TextxferError(f"The unlabeled file {path} does not exist. Check `data.unlabeled`.")
+        texts = [line.strip() for line in Path(path).read_text(encoding=encoding).splitlines() if line.strip()]
+    else:
+        texts, _, _ = read_texts(path, text_column, encoding)
+    if len(texts) < 20:
+        raise TextxferError(f"The unlabeled file {path} has {len(texts)} texts; domain-adaptive pretraining needs "
+                            f"at least 20 (thousands help).")
+    return texts
+
+
+def adapt(recipe: Recipe, output: str | None = None, epochs: int = 1, lr: float = 5e-5,
+          mlm_probability: float = 0.15) -> Path:
+    """Continue pretraining the recipe's model on `data.unlabeled`; returns the adapted model folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import AutoConfig, DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+
+    from .models import build_tokenizer, quiet_loading, resolve_model_path
+
+    if not recipe.data.unlabeled:
+        raise TextxferError("`textxfer adapt` needs unlabeled text: pass `data.unlabeled=FILE` (.txt with one text "
+                            "per line, or a CSV/JSONL/parquet file with the recipe's text column).")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    set_seed(recipe.train.seed)
+    path = resolve_model_path(recipe.model.name)
+    tokenizer = build_tokenizer(recipe.model)
+    config = AutoConfig.from_pretrained(path)
+    decoder = any(a.endswith(DECODER_SUFFIX) for a in (config.architectures or [])) or config.model_type in (
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
+    texts = read_unlabeled(recipe.data.unlabeled, recipe.data.text_column, recipe.data.encoding)
+    held = texts[:: 20]  # every 20th text measures the loss before and after
+    train_texts = [t for i, t in enumerate(texts) if i % 20]
+    with quiet_loading():
+        model = _lm_model(path, decoder, recipe)
+    collate = DataCollatorForLanguageModeling(tokenizer, mlm=not decoder, mlm_probability=mlm_probability)
+
+    def loader(items, shuffle_seed):
+        data = TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": items}), tokenizer, recipe.data.max_length))
+        examples = [{"input_ids": ids, "attention_mask": mask}
+                    for ids, mask in zip(data.columns["input_ids"], data.columns["attention_mask"])]
+        sampler = LengthBucketBatchSampler(data.lengths, recipe.train.batch_size, shuffle_seed)
+        return DataLoader(examples, batch_sampler=sampler, collate_fn=collate), sampler
+
+    train_loader, sampler = loader(train_texts, recipe.train.seed)
+    eval_loader, _ = loader(held, 0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=recipe.train.weight_decay)
+    steps = len(train_loader) * epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(0.06 * steps), steps)
+    model, optimizer, train_loader, eval_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, eval_loader, scheduler)
+
+    before = _lm_loss(model, eval_loader, accelerator, recipe.train.seed)
+    accelerator.print(f"textxfer adapt: {'causal LM (LoRA)' if decoder else 'masked LM'} on {len(train_texts)} "
+                      f"texts from {recipe.data.unlabeled}; held-out loss before: {before:.4f}")
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        sampler.start_epoch(epoch)
+        model.train()
+        for batch in tqdm(train_loader, desc=f"adapt epoch {epoch}/{epochs}", leave=False,
+                          disable=not accelerator.is_local_main_process):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    after = _lm_loss(model, eval_loader, accelerator, recipe.train.seed)
+    seconds = time.perf_counter() - started
+    accelerator.print(f"textxfer adapt: held-out loss after: {after:.4f} (perplexity {math.exp(before):.1f} -> "
+                      f"{math.exp(after):.1f}) in {seconds:.0f}s")
+
+    final = Path(output or f"{recipe.output_dir}-adapted")
+    if accelerator.is_main_process:
+        staging = final.with_name(final.name + ".incomplete")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        unwrapped = accelerator.unwrap_model(model)
+        if decoder:
+            unwrapped = unwrapped.merge_and_unload()
+        unwrapped.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if (Path(path) / "modules.json").is_file():  # still a sentence encoder: keeps pooler_init=auto right
+            shutil.copy2(Path(path) / "modules.json", staging / "modules.json")
+        write_json(staging / "adapt_metrics.json", {
+            "base_model": recipe.model.name, "objective": "causal_lm_lora" if decoder else "masked_lm",
+            "unlabeled": recipe.data.unlabeled, "texts": len(train_texts), "held_out_texts": len(held),
+            "epochs": epochs, "lr": lr, "held_out_loss_before": before, "held_out_loss_after": after,
+            "wall_seconds": seconds})
+        swap_into_place(staging, final)
+        accelerator.print(f"textxfer adapt: wrote {final}; train on it with `model.name={final}`")
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _lm_model(path: str, decoder: bool, recipe: Recipe):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    if not decoder:
+        return AutoModelForMaskedLM.from_pretrained(path, use_safetensors=True)
+    from peft import LoraConfig, get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=torch.float32)
+    lora = recipe.model.lora
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=lora.r, lora_alpha=lora.alpha,
+                                            lora_dropout=lora.dropout, target_modules=lora.target_modules))
+
+
+@torch.inference_mode()
+def _lm_loss(model, loader, accelerator, seed: int) -> float:
+    """Mean held-out LM loss; the masking is seeded so before/after see the same masks."""
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    model.eval()
+    losses = [accelerator.gather_for_metrics(model(**batch).loss.detach().reshape(1)) for batch in loader]
+    torch.set_rng_state(state)
+    return torch.cat(losses).float().mean().item()
