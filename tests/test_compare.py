@@ -37,7 +37,7 @@ def test_compare_runs_every_cell_and_skips_finished_ones(tmp_path, tiny_bert, cl
     assert all(0 <= r["test_accuracy"] <= 1 for r in records)
     # each strategy ran at its own defaults, not at the recipe's lr of 0.5
     saved = (tmp_path / "cmp" / "runs" / "full-2-seed0" / "recipe.yaml").read_text()
-    assert "lr: 0.0001" in saved and "epochs: 5" in saved
+    assert "lr: 0.0001" in saved and "min_steps: 250" in saved  # small data: more epochs than the default 5
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| 2 | 20 |" in table and "**" in table and "gain over scratch" in table
     assert (tmp_path / "cmp" / "learning_curve.png").is_file()

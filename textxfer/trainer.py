@@ -29,7 +29,7 @@ from transformers import get_linear_schedule_with_warmup
 from . import checkpoints
 from . import metrics as metrics_lib
 from .batching import MODEL_INPUTS, PadCollator, TokenizedDataset, balanced_weights, eval_loader, tokenize, train_loader
-from .config import METHOD_DEFAULTS, Recipe
+from .config import METHOD_DEFAULTS, MIN_STEPS, Recipe
 from .data import Splits, load_splits
 from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
 from .errors import TextxferError
@@ -215,6 +215,17 @@ def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _epochs_for_min_steps(recipe: Recipe, batches_per_epoch: int, accelerator: Accelerator) -> None:
+    """Add epochs on small data sets so that training takes at least `train.min_steps` optimizer steps."""
+    t = recipe.train
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / t.gradient_accumulation_steps))
+    needed = math.ceil((t.min_steps or 0) / steps_per_epoch)
+    if needed > t.epochs:
+        accelerator.print(f"textxfer: note: {steps_per_epoch} optimizer steps per epoch; training {needed} epochs "
+                          f"instead of {t.epochs} to reach train.min_steps={t.min_steps}")
+        t.epochs = needed
+
+
 def _optimizer_and_schedule(model: nn.Module, recipe: Recipe, batches_per_epoch: int):
     t = recipe.train
     groups = (layerwise_groups(model, t.lr, t.layer_lr_decay, t.weight_decay) if t.layer_lr_decay
@@ -237,6 +248,7 @@ def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader
     checkpoint at the next step and stop with a message saying how to resume.
     """
     t = recipe.train
+    _epochs_for_min_steps(recipe, len(loader), accelerator)
     optimizer, scheduler = _optimizer_and_schedule(model, recipe, len(loader))
     deepspeed = getattr(accelerator.state, "deepspeed_plugin", None)
     if deepspeed is not None:  # our loader batches through a batch sampler: DeepSpeed cannot infer the size
@@ -450,7 +462,7 @@ def _linear_probe(accelerator, model, train_set, val_set, collate, recipe, loss_
     val_x, val_y, val_docs = _head_inputs(accelerator, model, head, val_set, collate, bs)
     probe = dataclasses.replace(recipe, train=dataclasses.replace(
         recipe.train, epochs=METHOD_DEFAULTS["feature_extraction"]["epochs"], lr=METHOD_DEFAULTS["feature_extraction"]["lr"],
-        layer_lr_decay=None, early_stopping_patience=None))
+        min_steps=MIN_STEPS["feature_extraction"], layer_lr_decay=None, early_stopping_patience=None))
     generator = torch.Generator().manual_seed(recipe.train.seed)
     loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
                         generator=generator, collate_fn=_identity)
