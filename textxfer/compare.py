@@ -99,12 +99,10 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
           f"{len(pool_texts)} training rows in the pool, test file {base.data.test}")
     features = None
     for k, (strategy, per_class, seed) in enumerate(cells, 1):
-        key = {"strategy": strategy, "per_class": "all" if per_class is None else per_class, "seed": seed}
-        if any(all(r[f] == v for f, v in key.items()) for r in records):
+        key = _cell_key(strategy, per_class, seed)
+        if _done(records, key):
             continue
-        left = [c for c in cells[k - 1:] if not any(all(r[f] == v for f, v in
-                                                        {"strategy": c[0], "per_class": "all" if c[1] is None else c[1],
-                                                         "seed": c[2]}.items()) for r in records)]
+        left = [c for c in cells[k - 1:] if not _done(records, _cell_key(*c))]
         eta = f", about {statistics.mean(done_seconds) * len(left) / 60:.0f} min left" if done_seconds else ""
         print(f"textxfer compare: run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}",
               flush=True)
@@ -133,6 +131,14 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         write_json(root / "comparison.json", records)
     write_reports(root, records, strategies, budgets, len(names))
     return records
+
+
+def _cell_key(strategy: str, per_class: int | None, seed: int) -> dict:
+    return {"strategy": strategy, "per_class": "all" if per_class is None else per_class, "seed": seed}
+
+
+def _done(records: list[dict], key: dict) -> bool:
+    return any(all(r[f] == v for f, v in key.items()) for r in records)
 
 
 def _write_rows(path: Path, texts: list[str], labels: list[str]) -> None:
