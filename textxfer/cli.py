@@ -5,6 +5,8 @@
     textxfer merge LORA_RUN_DIR OUTPUT_DIR
     textxfer adapt RECIPE data.unlabeled=FILE [--output DIR]
     textxfer compare RECIPE --strategies base,scratch,feature_extraction,full --per-class 5,10,all --seeds 3
+    textxfer push RUN_DIR --repo-id OWNER/NAME [--private] [--revision main] [--dry-run DIR]
+    textxfer export-onnx RUN_DIR OUTPUT_DIR
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ def _train(args) -> int:
     from .trainer import is_main_process, train
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.push_to_hub is not None:  # token, offline mode, base model: fail now, not after training
+        from .hub import check_can_push
+
+        check_can_push(recipe)
     metrics = train(recipe)
     if not is_main_process():
         return 0
@@ -34,6 +40,47 @@ def _train(args) -> int:
         precision = scores["per_class"][positive]["precision"]
         extra = f"; {positive}: precision {precision:.4f}, recall {recall:.4f}"
     print(f"textxfer: {split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
+    if recipe.push_to_hub is not None:
+        from .hub import push
+
+        settings = recipe.push_to_hub
+        try:
+            result = push(recipe.output_dir, settings.repo_id, settings.private, settings.revision,
+                          settings.base_model, settings.license)
+        except TextxferError as exc:
+            raise TextxferError(f"{exc} The run itself is saved in {recipe.output_dir}; push it later with `textxfer "
+                                f"push {recipe.output_dir} --repo-id {settings.repo_id}`.") from None
+        _print_push(result)
+    return 0
+
+
+def _print_push(result) -> None:
+    print(f"textxfer: pushed {len(result.files)} files ({', '.join(result.files)}) to {result.repo_url} "
+          f"(revision {result.revision}); commit {result.commit_url}")
+
+
+def _push(args) -> int:
+    from .hub import dry_run, push
+
+    if args.dry_run:
+        result = dry_run(args.run_dir, args.dry_run, args.repo_id, args.base_model, args.license, args.revision)
+        size = sum((result.folder / name).stat().st_size for name in result.files)
+        print(f"textxfer: dry run: wrote the {len(result.files)} files a push to {args.repo_id} (revision "
+              f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: {', '.join(result.files)}")
+        return 0
+    _print_push(push(args.run_dir, args.repo_id, args.private, args.revision, args.base_model, args.license,
+                     args.commit_message))
+    return 0
+
+
+def _export_onnx(args) -> int:
+    from .onnx_export import export_onnx
+
+    out, check = export_onnx(args.run_dir, args.output_dir, check=not args.no_check, check_file=args.check_file,
+                             opset=args.opset)
+    if check is not None:
+        print(f"textxfer: {check.summary()}")
+    print(f"textxfer: exported {args.run_dir} to {out / 'model.onnx'} (with config.json, tokenizer and labels)")
     return 0
 
 
@@ -109,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--per-class", default="5,10,50,all", help="training examples per class: integers or all")
     comp.add_argument("--seeds", type=int, default=3, help="subsamples (and training seeds) per budget")
     comp.set_defaults(func=_compare)
+    pu = sub.add_parser("push", help="upload a run (model or adapters, tokenizer, labels) with a generated model card "
+                                     "to the Hugging Face Hub")
+    pu.add_argument("run_dir", help="a finished run folder (full, lp_ft, scratch, lora, qlora) or a merged folder")
+    pu.add_argument("--repo-id", required=True, help="the Hub repository, OWNER/NAME (created if missing)")
+    pu.add_argument("--private", action="store_true", help="create the repository as private")
+    pu.add_argument("--revision", default="main", help="branch to push to (created if missing)")
+    pu.add_argument("--dry-run", metavar="DIR", help="write exactly what would be uploaded into DIR (new or empty) "
+                                                     "instead of uploading; needs no token or network")
+    pu.add_argument("--base-model", help="Hub id of the base model, when the run was trained from a local folder")
+    pu.add_argument("--license", help="license id for the model card (default: the embedded base model's, else `other`)")
+    pu.add_argument("--commit-message", help="commit message (default: `textxfer: upload RUN_NAME`)")
+    pu.set_defaults(func=_push)
+    ox = sub.add_parser("export-onnx", help="export a full or merged run to ONNX and check ONNX Runtime against "
+                                            "PyTorch on its test set")
+    ox.add_argument("run_dir", help="a finished full/lp_ft/scratch run folder or a `textxfer merge` folder")
+    ox.add_argument("output_dir", help="where to write model.onnx, config.json, the tokenizer and labels")
+    ox.add_argument("--check-file", help="texts to compare on (default: the run's test file)")
+    ox.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
+    ox.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    ox.set_defaults(func=_export_onnx)
     return parser
 
 

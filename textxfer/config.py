@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -122,15 +123,30 @@ class TrainConfig:
 
 
 @dataclass
+class PushConfig:
+    repo_id: Optional[str] = _f(None, "Hugging Face Hub repository to push the finished run to, as OWNER/NAME (required)")
+    private: bool = _f(False, "create the repository as private (an existing repository keeps its visibility)")
+    revision: str = _f("main", "branch to push to (created from main when it does not exist)")
+    license: Optional[str] = _f(None, "license id for the model card, e.g. apache-2.0 (default: the embedded base "
+                                "model's license, else `other`)")
+    base_model: Optional[str] = _f(None, "Hub id of the base model when `model.name` is a local folder (adapters "
+                                   "need it: they are loaded on top of it)")
+
+
+@dataclass
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output_dir: str = "runs/textxfer"
+    push_to_hub: Optional[PushConfig] = None  # optional section: push the run to the Hub after training
 
     def to_dict(self) -> dict:
-        """The recipe as plain YAML-ready data."""
-        return dataclasses.asdict(self)
+        """The recipe as plain YAML-ready data (without `push_to_hub` when it is not set)."""
+        data = dataclasses.asdict(self)
+        if data["push_to_hub"] is None:
+            del data["push_to_hub"]
+        return data
 
 
 # Defaults that only make sense per method: a frozen backbone with cached features trains a
@@ -155,6 +171,27 @@ METHOD_DEFAULTS = {
 MIN_STEPS = {"feature_extraction": 5000, "full": 250, "lp_ft": 250, "scratch": 250, "lora": 250, "qlora": 250}
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+# Sections that may be left out entirely (None), unlike data/model/train whose keys all have defaults.
+_OPTIONAL_SECTIONS = {"push_to_hub": PushConfig}
+
+# Hub repository ids: OWNER/NAME, letters, digits, `-`, `_` and `.`, no `--` or `..`, at most 96 characters
+# per part, not starting or ending with `-` or `.` (huggingface_hub's validate_repo_id rules, owner required).
+_REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+
+
+def repo_id_problem(repo_id) -> str | None:
+    """Why `repo_id` is not a valid Hub model id of the form OWNER/NAME, or None when it is."""
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        return "it is empty"
+    if repo_id.count("/") != 1:
+        return "it must be OWNER/NAME: your user or organization name, a slash, and the model name"
+    if "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"):
+        return "`--`, `..` and a trailing `.git` are not allowed"
+    if not _REPO_ID.fullmatch(repo_id):
+        return ("each part may only use letters, digits, `-`, `_` and `.`, may not start or end with `-` or `.`, "
+                "and is at most 96 characters long")
+    return None
 
 
 def _nested_class(f: dataclasses.Field):
@@ -165,7 +202,7 @@ def _nested_class(f: dataclasses.Field):
 def valid_keys() -> list[str]:
     """Every dotted key a recipe accepts."""
     keys = ["output_dir"]
-    for section, cls in _SECTIONS.items():
+    for section, cls in {**_SECTIONS, **_OPTIONAL_SECTIONS}.items():
         for f in dataclasses.fields(cls):
             nested = _nested_class(f)
             if nested:
@@ -294,9 +331,11 @@ def recipe_from_dict(raw: dict, where: str = "the recipe") -> Recipe:
     if not isinstance(raw, dict):
         raise TextxferError(f"{where} must be a YAML mapping with sections data, model, train and output_dir.")
     for key in raw:
-        if key not in (*_SECTIONS, "output_dir"):
+        if key not in (*_SECTIONS, *_OPTIONAL_SECTIONS, "output_dir"):
             raise _unknown_key_error(str(key), where)
     sections = {name: _build(cls, raw.get(name) or {}, name, where) for name, cls in _SECTIONS.items()}
+    sections.update({name: _build(cls, raw[name], name, where) for name, cls in _OPTIONAL_SECTIONS.items()
+                     if raw.get(name) is not None})
     output_dir = raw.get("output_dir", Recipe.output_dir)
     if not isinstance(output_dir, str) or not output_dir.strip():
         raise TextxferError(f"`output_dir` in {where} must be a folder path, got {output_dir!r}.")
@@ -353,6 +392,7 @@ def _check(recipe: Recipe, where: str) -> None:
     if t.keep_checkpoints < 1:
         raise TextxferError(f"`train.keep_checkpoints` in {where} must be at least 1, got {t.keep_checkpoints}.")
     _check_strategies(recipe, where)
+    _check_push(recipe, where)
     lora = recipe.model.lora
     if lora.r < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1:
         raise TextxferError(f"`model.lora` in {where} needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={lora.r}, "
@@ -360,6 +400,30 @@ def _check(recipe: Recipe, where: str) -> None:
     if t.target_precision is not None and t.target_recall is not None:
         raise TextxferError(f"{where} sets both `train.target_precision` and `train.target_recall`; a single threshold "
                             f"can aim at one of them. Keep one.")
+
+
+def _check_push(recipe: Recipe, where: str) -> None:
+    """`push_to_hub` problems are reported before training, not after it."""
+    push = recipe.push_to_hub
+    if push is None:
+        return
+    problem = repo_id_problem(push.repo_id)
+    if push.repo_id is None:
+        raise TextxferError(f"`push_to_hub` in {where} has no `repo_id`: set it to OWNER/NAME, e.g. "
+                            f"`push_to_hub: {{repo_id: acme/ticket-router}}`, or remove the section to skip the push.")
+    if problem:
+        raise TextxferError(f"`push_to_hub.repo_id` in {where} is {push.repo_id!r}, which is not a valid Hugging Face "
+                            f"Hub model id: {problem}. Example: `acme/ticket-router`.")
+    if not push.revision.strip() or push.revision != push.revision.strip():
+        raise TextxferError(f"`push_to_hub.revision` in {where} must be a branch name such as `main`, got {push.revision!r}.")
+    if push.base_model is not None and repo_id_problem(push.base_model):
+        raise TextxferError(f"`push_to_hub.base_model` in {where} is {push.base_model!r}, which is not a Hub model id "
+                            f"(OWNER/NAME, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`): "
+                            f"{repo_id_problem(push.base_model)}.")
+    if recipe.model.method == "feature_extraction":
+        raise TextxferError(f"`push_to_hub` in {where} cannot push a `model.method=feature_extraction` run: its mean-"
+                            f"pooled linear head has no stock Hugging Face model class, so the Hub copy would not load "
+                            f"with transformers. Use `model.method=full` or `lp_ft` (or lora), or remove `push_to_hub`.")
 
 
 def _check_strategies(recipe: Recipe, where: str) -> None:

@@ -1,0 +1,271 @@
+"""ONNX export of a full (or merged) run, checked against PyTorch with ONNX Runtime.
+
+    textxfer export-onnx runs/tickets out/onnx
+
+The output folder holds `model.onnx` (inputs `input_ids`, `attention_mask` and, for BERT-style models,
+`token_type_ids`, all int64 of shape batch x sequence; output `logits`, batch x labels), the labelled
+`config.json` (the label map: `id2label`), the tokenizer files, the run's `textxfer.json` (labels, max
+length, decision thresholds) and `onnx_check.json` with the result of the check.
+
+Export goes through `torch.onnx.export(dynamo=True)` (torch.export + onnxscript), with dynamic batch and
+sequence axes. optimum's exporter is not used: optimum-onnx pins transformers < 4.58, and textxfer needs 5.x.
+The TorchScript exporter (`dynamo=False`) is not used either: on transformers 5 BERT it traced a graph
+that gave wrong logits for other sequence lengths. Models whose forward takes `position_ids` get them
+computed inside the graph from the attention mask (positions counted over real tokens, as textxfer's
+prediction does), so left- and right-padded batches give the same logits and callers feed the standard
+inputs only.
+
+The check tokenizes the run's test file (or `check_file`), runs every text through PyTorch and ONNX
+Runtime in the same length-sorted, padded batches, and compares the logits: argmax agreement and the
+largest absolute difference.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import TextxferError
+
+ONNX_FILE = "model.onnx"
+CHECK_FILE = "onnx_check.json"
+# Logits of fp32 models differ between PyTorch and ONNX Runtime by float rounding only (fused kernels,
+# another summation order): well below this. A larger difference means the graph is wrong.
+MAX_ABS_DIFF = 1e-3
+
+
+@dataclass
+class OnnxCheck:
+    """How ONNX Runtime compares with PyTorch on the same inputs."""
+
+    texts: int
+    source: str
+    argmax_agreement: float
+    mismatches: int
+    max_abs_diff: float
+    pytorch_seconds: float
+    onnxruntime_seconds: float
+    export_seconds: float
+    onnxruntime_version: str
+    torch_version: str
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatches == 0 and self.max_abs_diff <= MAX_ABS_DIFF
+
+    def summary(self) -> str:
+        return (f"ONNX Runtime vs PyTorch on {self.texts} texts ({self.source}): same predicted label for "
+                f"{self.texts - self.mismatches}/{self.texts} ({100 * self.argmax_agreement:.2f}%), max abs logit "
+                f"difference {self.max_abs_diff:.2e}; PyTorch {self.pytorch_seconds:.1f} s, ONNX Runtime "
+                f"{self.onnxruntime_seconds:.1f} s, export {self.export_seconds:.1f} s")
+
+
+class _LogitsOnly(nn.Module):
+    """The classifier as a graph from the standard tokenizer outputs to logits.
+
+    `position_ids`, where the model takes them, are derived from the attention mask inside the graph.
+    """
+
+    def __init__(self, model: nn.Module, with_positions: bool):
+        super().__init__()
+        self.model = model
+        self.with_positions = with_positions
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if self.with_positions:
+            kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return self.model(**kwargs).logits
+
+
+@contextmanager
+def _quiet_exporter():
+    """The exporter warns about things that are not the user's to fix (torchvision ops, axis names)."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+def _require_runtime():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise TextxferError(f"ONNX export needs the packages onnx, onnxscript and onnxruntime ({exc.name} is missing). "
+                            f"Install them with `pip install onnx onnxscript onnxruntime` (or `pip install -e .`).") from None
+
+
+def _load_run(run_dir: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .adapters import is_adapter_run
+    from .models import quiet_loading
+    from .runfolder import RUN_INFO
+
+    info_path = run_dir / RUN_INFO
+    if not info_path.is_file():
+        raise TextxferError(f"{run_dir} is not a textxfer run folder (it has no {RUN_INFO}). Point `export-onnx` at the "
+                            f"`output_dir` of a finished run, or at a folder written by `textxfer merge`.")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if is_adapter_run(run_dir):
+        raise TextxferError(f"{run_dir} is a `{info.get('method')}` run: it holds LoRA adapters, not a standalone model. "
+                            f"Merge them first, then export the merged folder: `textxfer merge {run_dir} "
+                            f"{run_dir}-merged && textxfer export-onnx {run_dir}-merged OUT`.")
+    if info.get("method") == "feature_extraction":
+        raise TextxferError(f"{run_dir} is a `feature_extraction` run (a frozen backbone, mean pooling and a linear head "
+                            f"saved by textxfer), which has no Hugging Face model class to export. Export a `full`, "
+                            f"`lp_ft` or merged LoRA run instead (`model.method=lp_ft` starts from a head like this one).")
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(run_dir), info
+
+
+def _input_names(model: nn.Module, tokenizer) -> list[str]:
+    accepted = inspect.signature(model.forward).parameters
+    produced = tokenizer("a")
+    names = ["input_ids", "attention_mask"]
+    if "token_type_ids" in accepted and "token_type_ids" in produced:
+        names.append("token_type_ids")
+    return names
+
+
+def _batches(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int, names: list[str], batch_size: int):
+    """Length-sorted, padded int64 batches (numpy) of the texts; yields (row indices, batch)."""
+    kwargs = {"truncation": "only_first" if pairs is not None else True, "max_length": max_length}
+    encoded = tokenizer(texts, pairs, **kwargs) if pairs is not None else tokenizer(texts, **kwargs)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        padded = tokenizer.pad({n: [encoded[n][i] for i in rows] for n in names}, return_tensors="np")
+        yield rows, {n: padded[n].astype(np.int64) for n in names}
+
+
+def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: list[str], pairs: list[str] | None,
+               max_length: int, source: str, export_seconds: float = 0.0, batch_size: int = 64) -> OnnxCheck:
+    """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits."""
+    import onnxruntime
+
+    from .models import accepts_position_ids
+
+    wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
+    torch_logits, ort_logits, order = [], [], []
+    torch_seconds = ort_seconds = 0.0
+    for rows, batch in _batches(tokenizer, texts, pairs, max_length, names, batch_size):
+        order += rows
+        started = time.perf_counter()
+        with torch.inference_mode():
+            torch_logits.append(wrapped(**{n: torch.from_numpy(v) for n, v in batch.items()}).float().numpy())
+        torch_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        ort_logits.append(session.run(["logits"], batch)[0])
+        ort_seconds += time.perf_counter() - started
+    a, b = np.concatenate(torch_logits), np.concatenate(ort_logits)
+    mismatches = int((a.argmax(-1) != b.argmax(-1)).sum())
+    return OnnxCheck(texts=len(texts), source=source, argmax_agreement=1 - mismatches / max(len(texts), 1),
+                     mismatches=mismatches, max_abs_diff=float(np.abs(a - b).max()) if len(texts) else 0.0,
+                     pytorch_seconds=torch_seconds, onnxruntime_seconds=ort_seconds, export_seconds=export_seconds,
+                     onnxruntime_version=onnxruntime.__version__, torch_version=torch.__version__)
+
+
+def _check_texts(run_dir: Path, info: dict, check_file: str | None):
+    """Texts of the run's test file (or `check_file`): (texts, pairs, where they came from)."""
+    import yaml
+
+    from .data import read_texts
+
+    path = check_file
+    if path is None and (run_dir / "recipe.yaml").is_file():
+        recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}
+        path = (recipe.get("data") or {}).get("test")
+        encoding = (recipe.get("data") or {}).get("encoding", "utf-8")
+    else:
+        encoding = "utf-8"
+    if not path or not Path(path).is_file():
+        where = f"its test file {path} does not exist here" if path else "its recipe has no test file"
+        raise TextxferError(f"Cannot check the ONNX model of {run_dir} against PyTorch: {where}. Pass texts to check "
+                            f"with `--check-file FILE` (a CSV/TSV/JSONL with the run's text column "
+                            f"`{info.get('text_column', 'text')}`), or skip the check with `--no-check`.")
+    texts, pairs, _ = read_texts(path, info.get("text_column", "text"), encoding, info.get("text_pair_column"))
+    return texts, pairs, str(path)
+
+
+def export_onnx(run_dir: str | Path, output_dir: str | Path, check: bool = True, check_file: str | None = None,
+                opset: int | None = None) -> tuple[Path, OnnxCheck | None]:
+    """Export a full or merged run to `output_dir/model.onnx` with its config, tokenizer and labels; with
+    `check`, compare ONNX Runtime with PyTorch on the test set and fail when they disagree."""
+    _require_runtime()
+    import onnxruntime
+
+    from .models import accepts_position_ids
+    from .runfolder import RUN_INFO, swap_into_place, write_json
+
+    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    model, tokenizer, info = _load_run(run_dir)
+    texts = pairs = source = None
+    if check:  # find the texts before the (slow) export: a missing file fails fast
+        texts, pairs, source = _check_texts(run_dir, info, check_file)
+    names = _input_names(model, tokenizer)
+    wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
+    firsts = ["an example text to trace the graph", "and another, longer example text to trace it with"]
+    seconds = ["a pair text", "the second pair text"] if info.get("text_pair_column") else None
+    example = tokenizer(firsts, seconds, padding=True, return_tensors="pt")
+    example = {n: example[n].to(torch.int64) for n in names}
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    staging = output_dir.with_name(output_dir.name + ".incomplete")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8 * 2**30  # ONNX protobuf limit: 2 GB
+    started = time.perf_counter()
+    try:
+        with _quiet_exporter():
+            torch.onnx.export(wrapped, (), str(staging / ONNX_FILE), kwargs=example, input_names=names,
+                              output_names=["logits"], dynamo=True, external_data=big, opset_version=opset,
+                              dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, verbose=False)
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; one paragraph for the user
+        shutil.rmtree(staging, ignore_errors=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TextxferError(f"torch.onnx.export could not export the {type(model).__name__} of {run_dir}: {first}. "
+                            f"The PyTorch model itself still works (`textxfer predict`); try another torch version, "
+                            f"or an opset with `--opset`.") from None
+    export_seconds = time.perf_counter() - started
+    model.config.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    write_json(staging / RUN_INFO, {**info, "onnx": {"file": ONNX_FILE, "inputs": names, "output": "logits",
+                                                    "position_ids": "computed in the graph from attention_mask"
+                                                    if accepts_position_ids(model) else None}})
+    result = None
+    if check:
+        session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
+        result = check_onnx(model, session, tokenizer, names, texts, pairs, info.get("max_length", 512), source,
+                            export_seconds)
+        write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
+        if not result.passed:
+            failed = output_dir.with_name(output_dir.name + ".failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            staging.rename(failed)
+            raise TextxferError(f"The ONNX export of {run_dir} does not match PyTorch: {result.summary()}. The export is "
+                                f"kept in {failed} for inspection, not in {output_dir}; report it with the torch and "
+                                f"onnxruntime versions ({result.torch_version}, {result.onnxruntime_version}).")
+    swap_into_place(staging, output_dir)
+    return output_dir, result
