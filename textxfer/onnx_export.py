@@ -113,7 +113,7 @@ def _require_runtime():
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise TextxferError(f"ONNX export needs the packages onnx, onnxscript and onnxruntime ({exc.name} is missing). "
-                            f"Install them with `pip install onnx onnxscript onnxruntime` (or `pip install -e .`).") from None
+                            f"Install them with `pip install 'textxfer[onnx]'` (or `pip install onnx onnxscript onnxruntime`).") from None
 
 
 def _load_run(run_dir: Path):
@@ -202,7 +202,8 @@ def _check_texts(run_dir: Path, info: dict, check_file: str | None):
     else:
         encoding = "utf-8"
     if not path or not Path(path).is_file():
-        where = f"its test file {path} does not exist here" if path else "its recipe has no test file"
+        where = (f"the check file {path} does not exist" if check_file else
+                 f"its test file {path} does not exist here" if path else "its recipe has no test file")
         raise TextxferError(f"Cannot check the ONNX model of {run_dir} against PyTorch: {where}. Pass texts to check "
                             f"with `--check-file FILE` (a CSV/TSV/JSONL with the run's text column "
                             f"`{info.get('text_column', 'text')}`), or skip the check with `--no-check`.")

@@ -1,0 +1,105 @@
+"""ONNX export: full and merged (LoRA) runs, checked with ONNX Runtime against PyTorch on the test set."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, write_recipe
+from textxfer import load_classifier, load_recipe, train
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
+
+
+def _train(tmp, model, method):
+    path = write_recipe(tmp, data=DATA, model={"name": model, "method": method, "lora": {"r": 4, "alpha": 8}},
+                        train={"epochs": 1, "lr": 5e-3, "batch_size": 16, "seed": 2}, output_dir=str(tmp / "run"))
+    train(load_recipe(path))
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def exported_full(tmp_path_factory, tiny_bert):
+    from textxfer.cli import main
+
+    tmp = tmp_path_factory.mktemp("onnx-full")
+    run = _train(tmp, tiny_bert, "full")
+    assert main(["export-onnx", str(run), str(tmp / "onnx")]) == 0
+    return run, tmp / "onnx"
+
+
+def _session(folder):
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_full_run_exports_with_config_tokenizer_labels_and_a_passed_check(exported_full):
+    run, out = exported_full
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx", "onnx_check.json", "textxfer.json",
+                                                     "tokenizer.json", "tokenizer_config.json"]
+    check = json.loads((out / "onnx_check.json").read_text())
+    assert check["passed"] and check["texts"] == 400 and check["mismatches"] == 0 and check["max_abs_diff"] < 1e-4
+    labels = json.loads((run / "textxfer.json").read_text())["labels"]
+    config = json.loads((out / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(labels))] == labels
+    session = _session(out)
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+
+
+def test_onnx_predictions_equal_textxfer_predictions_for_any_batch_shape(exported_full):
+    from transformers import AutoTokenizer
+
+    run, out = exported_full
+    with open(SAMPLES / "tickets_test.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    texts = [r["text"] for r in rows]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    session = _session(out)
+    clf = load_classifier(run)
+    for batch in (texts[:1], texts[1:3], texts[:97]):  # batch 1 and other sizes than the traced example
+        enc = tokenizer(batch, padding=True, truncation=True, max_length=32, return_tensors="np")
+        logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        assert np.allclose(probs, clf.predict_proba(batch), atol=1e-5)
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
+    logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
+    assert [clf.labels[i] for i in logits.argmax(-1)] == [r["predicted_label"] for r in
+                                                           csv.DictReader(open(run / "predictions_test.csv", encoding="utf-8"))]
+
+
+def test_merged_lora_decoder_exports_and_pads_either_side(tmp_path, tiny_llama, cli):
+    from transformers import AutoTokenizer
+
+    run = _train(tmp_path, tiny_llama, "lora")
+    code, _, err = cli("export-onnx", run, tmp_path / "onnx")
+    assert code == 2 and "textxfer merge" in err  # adapters must be merged first
+    assert cli("merge", run, tmp_path / "merged")[0] == 0
+    code, out, err = cli("export-onnx", tmp_path / "merged", tmp_path / "onnx")
+    assert code == 0, err
+    assert "same predicted label for 400/400 (100.00%)" in out
+    session = _session(tmp_path / "onnx")
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]  # position ids: in the graph
+    texts = ["my card has not arrived yet and I am worried", "exchange rate", "where is my transfer?"]
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "onnx")
+    expected = load_classifier(run).predict_proba(texts)
+    for side in ("left", "right"):
+        tokenizer.padding_side = side
+        enc = tokenizer(texts, padding=True, return_tensors="np")
+        logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")})[0]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        assert np.allclose(probs / probs.sum(-1, keepdims=True), expected, atol=1e-5), side
+
+
+def test_export_errors_are_explained(exported_full, tmp_path, cli):
+    run, _ = exported_full
+    code, _, err = cli("export-onnx", tmp_path / "nothing", tmp_path / "out")
+    assert code == 2 and "not a textxfer run folder" in err
+    code, _, err = cli("export-onnx", run, tmp_path / "out", "--check-file", tmp_path / "missing.csv")
+    assert code == 2 and "--check-file" in err and "--no-check" in err
+    assert not (tmp_path / "out").exists()
