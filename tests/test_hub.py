@@ -91,7 +91,7 @@ def test_dry_run_of_a_full_run_writes_exactly_the_upload_and_loads_with_stock_tr
         row = metrics["per_class"][label]
         assert f"| {i} | `{label}` | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1-score']:.4f} | 40 |" in card
         assert f"| `{label}` | 5 | 1 | 40 |" in card
-    assert "| train | `tickets_small.csv` | 50 |" in card and "| test | `tickets_test.csv` | 400 |" in card
+    assert "| train | `tickets_small.csv` less the validation rows | 50 |" in card and "| test | `tickets_test.csv` | 400 |" in card
     assert "![Confusion matrix on the test set (rows: true label)](confusion_matrix.png)" in card
     assert "| `train.lr` | `0.005` |" in card and "| `method` | `full` |" in card
     assert "textxfer train recipe.yaml" in card and f"--repo-id acme/ticket-router --base-model textxfer-tests/tiny-bert" in card

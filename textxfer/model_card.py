@@ -42,6 +42,18 @@ class Split:
     counts: dict = field(default_factory=dict)  # label -> rows (rows carrying it, multi-label)
 
 
+GENERIC_STEMS = {"train", "training", "test", "testing", "dev", "valid", "validation", "val", "eval", "data"}
+
+
+def file_label(path: str) -> str:
+    """A data file as the card names it: its name, with its folder when the name alone says nothing
+    (`banking77/test.csv`); never more of the local path."""
+    path = Path(path)
+    if path.stem.lower() in GENERIC_STEMS and path.parent.name not in ("", "."):
+        return f"{path.parent.name}/{path.name}"
+    return path.name
+
+
 def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[Split], str | None]:
     """Rows and label counts per split, from the data files when they are still where the recipe says
     (the exact split of the run: same seed), else the test support recorded in metrics.json."""
@@ -55,31 +67,32 @@ def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[S
         splits = load_splits(parsed.data, parsed.train.seed)
     except (TextxferError, OSError, ValueError, KeyError):
         splits = None
-    train_name = f"`{Path(data.get('train') or 'train').name}`"
+    train_name = f"`{file_label(data.get('train') or 'train')}`"
     if splits is not None:
         def counts(dataset) -> dict:
             ids = dataset["label"]
             tally = Counter(j for row in ids for j, on in enumerate(row) if on) if splits.multi_label else Counter(ids)
             return {label: int(tally.get(i, 0)) for i, label in enumerate(splits.labels.labels)}
 
-        validation_source = (f"`{Path(data['validation']).name}`" if data.get("validation") else
+        validation_source = (f"`{file_label(data['validation'])}`" if data.get("validation") else
                              f"{data.get('validation_split', 0.1):.0%} of {train_name}, held out stratified "
                              f"(seed {(recipe.get('train') or {}).get('seed', 42)})")
-        out = [Split("train", train_name, len(splits.train), counts(splits.train)),
+        train_source = train_name if data.get("validation") else f"{train_name} less the validation rows"
+        out = [Split("train", train_source, len(splits.train), counts(splits.train)),
                Split("validation", validation_source, len(splits.validation), counts(splits.validation))]
         if splits.test is not None:
-            out.append(Split("test", f"`{Path(data['test']).name}`", len(splits.test), counts(splits.test)))
+            out.append(Split("test", f"`{file_label(data['test'])}`", len(splits.test), counts(splits.test)))
         return out, None
     note = (f"The data files were not found when this card was written, so only the test rows recorded with the "
             f"run are counted.")
     out = [Split("train", train_name, None)]
     validation = metrics.get("validation") or {}
-    out.append(Split("validation", f"`{Path(data['validation']).name}`" if data.get("validation") else f"held out from {train_name}",
+    out.append(Split("validation", f"`{file_label(data['validation'])}`" if data.get("validation") else f"held out from {train_name}",
                      validation.get("n")))
     test = metrics.get("test")
     if test:
         per_class = test.get("per_class", {})
-        out.append(Split("test", f"`{Path(data.get('test') or 'test').name}`", test.get("n"),
+        out.append(Split("test", f"`{file_label(data.get('test') or 'test')}`", test.get("n"),
                          {l: int(per_class[l]["support"]) for l in labels if l in per_class}))
     return out, note
 
@@ -101,9 +114,9 @@ def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: dict,
         if not scores:
             continue
         data = recipe.get("data") or {}
-        file = Path(data.get(split) or data.get("train") or split).name
+        file = file_label(data.get(split) or data.get("train") or split)
         common = {"task_type": "text-classification", "task_name": "Text Classification",
-                  "dataset_type": Path(file).stem, "dataset_name": file, "dataset_split": split}
+                  "dataset_type": Path(file).parent.name or Path(file).stem, "dataset_name": file, "dataset_split": split}
         named = [("accuracy", "Accuracy", None, "accuracy"), ("f1", "Macro F1", {"average": "macro"}, "macro_f1"),
                  ("f1", "Micro F1", {"average": "micro"}, "micro_f1"),
                  ("accuracy", "Subset accuracy", {"subset": True}, "subset_accuracy")]
