@@ -163,6 +163,28 @@ def test_dry_run_of_an_adapter_run_points_at_the_base_hub_id_and_loads_with_stoc
     assert [clf.labels[i] for i in probs.argmax(-1)] == clf.predict(texts)
 
 
+def test_a_merged_lora_run_is_pushed_as_a_standalone_model_with_the_run_plots(lora_run, tmp_path, cli):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    assert cli("merge", lora_run, tmp_path / "merged")[0] == 0
+    out = tmp_path / "out"
+    code, _, err = cli("push", tmp_path / "merged", "--repo-id", "acme/merged", "--dry-run", out,
+                       "--base-model", "textxfer-tests/tiny-llama")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == FULL_FILES  # plots come from the run it was merged from
+    header = card_header(out)
+    assert header["library_name"] == "transformers" and header["base_model"] == "textxfer-tests/tiny-llama"
+    assert header["tags"] == ["textxfer", "text-classification", "lora", "merged-lora"]
+    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    clf = load_classifier(lora_run)
+    texts = sample_texts(24)
+    with torch.no_grad():
+        probs = model(**tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")).logits.softmax(-1)
+    assert np.allclose(probs.numpy(), clf.predict_proba(texts), atol=1e-5)
+    assert [model.config.id2label[int(i)] for i in probs.argmax(-1)] == clf.predict(texts)
+
+
 def test_adapters_on_a_local_base_need_its_hub_id(lora_run, tmp_path, cli):
     code, _, err = cli("push", lora_run, "--repo-id", "acme/x", "--dry-run", tmp_path / "out")
     assert code == 2 and "--base-model OWNER/NAME" in err and "local model folder" in err

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .config import repo_id_problem
 from .errors import TextxferError
-from .model_card import Base, build_card
+from .model_card import PLOTS, Base, build_card, plot_sources
 
 # Embedded aliases -> (Hub id of the same model, its license, what differs from the Hub copy).
 EMBEDDED_BASES = {
@@ -164,7 +164,10 @@ def stage(run_dir: str | Path, folder: str | Path, repo_id: str, base_model: str
     keep, _ = _files(run_dir, adapter)
     folder.mkdir(parents=True, exist_ok=True)
     for name in keep:
-        _place(run_dir / name, folder / name, link)
+        if name not in PLOTS:
+            _place(run_dir / name, folder / name, link)
+    for name, source in plot_sources(run_dir).items():
+        _place(source, folder / name, link)
     if adapter:
         config = json.loads((run_dir / "adapter_config.json").read_text(encoding="utf-8"))
         config["base_model_name_or_path"] = base.hub_id  # not textxfer's local labelled base

@@ -132,6 +132,24 @@ def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: dict,
     )
 
 
+PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "learning_curves.png")
+
+
+def plot_sources(run_dir: Path) -> dict[str, Path]:
+    """The run's plots; a merged folder (which has none) takes them from the run it was merged from."""
+    from .runfolder import RUN_INFO
+
+    merged_from = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8")).get("merged_from")
+    folders = [run_dir] + ([Path(merged_from)] if merged_from else [])
+    found = {}
+    for name in PLOTS:
+        for folder in folders:
+            if (folder / name).is_file():
+                found[name] = folder / name
+                break
+    return found
+
+
 def build_card(run_dir: Path, repo_id: str, base: Base, license: str, adapter: bool) -> str:
     """README.md text (YAML header + markdown) for the run in `run_dir`, as pushed to `repo_id`."""
     import yaml
@@ -168,9 +186,9 @@ def _intro(repo_id: str, base: Base, info: dict, metrics: dict, adapter: bool) -
     kind = "multi-label text classifier" if info.get("multi_label") else "text classifier"
     lines = [f"# {repo_id.split('/')[-1]}", "",
              f"A {kind} for {len(info['labels'])} labels, trained with textxfer from {base_link}.", "",
-             f"- **Method**: `{method}`: {METHOD_TEXT.get(method, method)}"
-             + (". The adapters were merged into the base weights afterwards (`textxfer merge`): this is a standalone "
-                "model." if info.get("merged_from") else ".")]
+             f"- **Method**: `{method}`: " + (f"LoRA adapters and a new classification head, merged into the base "
+                                              f"weights afterwards (`textxfer merge`): a standalone model."
+                                              if info.get("merged_from") else f"{METHOD_TEXT.get(method, method)}.")]
     if adapter:
         lines.append("- **This repository holds the adapters and the trained head** (`adapter_model.safetensors`), the "
                      "labelled `config.json` and the tokenizer; the base model weights come from the base model's repository.")
@@ -220,7 +238,7 @@ def _results(run_dir: Path, info: dict, metrics: dict, labels: list[str]) -> str
                            ("label_scores.png", "Precision, recall and F1 per label on the test set"),
                            ("precision_recall.png", "Precision-recall curve of the positive class (test set)"),
                            ("learning_curves.png", "Training loss and validation scores per epoch")):
-        if (run_dir / image).is_file():
+        if image in plot_sources(run_dir):
             lines += ["", f"![{caption}]({image})"]
     return "\n".join(lines)
 
