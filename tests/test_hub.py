@@ -73,7 +73,7 @@ def test_dry_run_of_a_full_run_writes_exactly_the_upload_and_loads_with_stock_tr
                             "--base-model", "textxfer-tests/tiny-bert", "--license", "apache-2.0")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == FULL_FILES  # predictions_test.csv (test texts) stays behind
-    assert f"the {len(FULL_FILES)} files" in stdout
+    assert f"the {len(FULL_FILES)} files" in stdout and "not uploaded: predictions_test.csv" in stdout
     for name in FULL_FILES:
         if name != "README.md":
             assert (out / name).read_bytes() == (full_run / name).read_bytes(), name

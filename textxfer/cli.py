@@ -66,7 +66,8 @@ def _push(args) -> int:
         result = dry_run(args.run_dir, args.dry_run, args.repo_id, args.base_model, args.license, args.revision)
         size = sum((result.folder / name).stat().st_size for name in result.files)
         print(f"textxfer: dry run: wrote the {len(result.files)} files a push to {args.repo_id} (revision "
-              f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: {', '.join(result.files)}")
+              f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: {', '.join(result.files)}"
+              + (f"; not uploaded: {', '.join(result.left_out)}" if result.left_out else ""))
         return 0
     _print_push(push(args.run_dir, args.repo_id, args.private, args.revision, args.base_model, args.license,
                      args.commit_message))

@@ -54,6 +54,7 @@ class PushResult:
     revision: str
     files: list[str]
     folder: Path | None = None  # the dry-run folder
+    left_out: list[str] | None = None  # run-folder entries that are not uploaded
     repo_url: str | None = None
     commit_url: str | None = None
 
@@ -203,7 +204,7 @@ def dry_run(run_dir: str | Path, folder: str | Path, repo_id: str, base_model: s
         if created:  # a failed dry run leaves nothing behind
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return PushResult(repo_id, revision, files, folder=folder)
+    return PushResult(repo_id, revision, files, folder=folder, left_out=_files(Path(run_dir), is_adapter(Path(run_dir)))[1])
 
 
 def _check_revision(revision: str) -> None:
