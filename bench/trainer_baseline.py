@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=128, help="truncation (and max_length padding) length")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device to train on")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (TrainingArguments.bf16)")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="feature extraction the usual Trainer way: requires_grad=False on the whole base model "
+                        "(model.base_model), so only the classification head trains, but every epoch still runs "
+                        "the backbone forward on every text")
     p.add_argument("--output-dir", default=None,
                    help="Trainer output_dir (nothing is saved; default: a temporary folder)")
     return p.parse_args(argv)
@@ -136,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         label2id=label2id,
         id2label={i: lab for lab, i in label2id.items()},
     )
+    if args.freeze_backbone:
+        for param in model.base_model.parameters():
+            param.requires_grad = False
     t_loaded = time.perf_counter()
 
     train_ds = tokenize(tokenizer, train_texts, [label2id[x] for x in train_labels], args.padding, args.max_length)
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     y_true = pred.label_ids
     tm, pm = train_out.metrics, pred.metrics
     result = {
-        "variant": f"trainer-{args.padding}",
+        "variant": f"trainer-{args.padding}" + ("-frozen" if args.freeze_backbone else ""),
         "padding": args.padding,
         "n_train": len(train_ds),
         "n_test": len(test_ds),

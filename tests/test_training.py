@@ -76,6 +76,28 @@ def test_feature_extraction_leaves_the_backbone_untouched(tmp_path, tiny_bert):
     assert load_classifier(run_dir).predict([r["text"] for r in rows]) == [r["predicted_label"] for r in rows]
 
 
+def test_feature_extraction_lbfgs_head_keeps_the_l2_strength_best_on_validation(tmp_path, tiny_bert):
+    from textxfer.trainer import HEAD_L2_GRID
+
+    metrics, run_dir = run(tmp_path, tiny_bert, method="feature_extraction")
+    history = metrics["history"]
+    assert [h["head_l2"] for h in history] == list(HEAD_L2_GRID)
+    # Weaker L2 fits the training features more closely.
+    assert all(a["train_loss"] > b["train_loss"] for a, b in zip(history, history[1:]))
+    scores = [h["validation_macro_f1"] for h in history]
+    assert metrics["train"]["best_epoch"] == scores.index(max(scores)) + 1  # first of any ties: stronger L2
+    assert metrics["validation"]["macro_f1"] == max(scores)
+    assert metrics["test"]["accuracy"] > 0.2  # 10 classes: chance is 0.1
+    assert {"setup_seconds", "features_seconds", "head_fit_seconds"} == set(metrics["train"]["timings"])
+
+
+def test_feature_extraction_sgd_head_runs_its_epochs(tmp_path, tiny_bert):
+    metrics, _ = run(tmp_path, tiny_bert, method="feature_extraction", epochs=12, lr=3e-2, head_solver="sgd")
+    history = metrics["history"]
+    assert len(history) == 12 and "head_l2" not in history[0]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
 def test_scratch_uses_the_architecture_but_not_the_weights(tiny_bert):
     labels = {0: "a", 1: "b"}
     torch.manual_seed(123)  # not the seed the tiny 'pretrained' model was made with

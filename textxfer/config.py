@@ -113,6 +113,10 @@ class TrainConfig:
                       ("random", "balanced"))
     loss: str = _f("cross_entropy", "cross-entropy (binary cross-entropy per label for multi-label) or focal loss",
                    ("cross_entropy", "focal"))
+    head_solver: str = _f("auto", "feature_extraction: how the linear head is fit on the cached features: `lbfgs` "
+                          "(full batch, L2 strength picked on validation; train.epochs/lr unused), `sgd` (AdamW "
+                          "minibatches for train.epochs at train.lr), or `auto` (lbfgs unless train.sampler=balanced)",
+                          ("auto", "lbfgs", "sgd"))
     focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
     tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
                                "(false: 0.5)")

@@ -24,7 +24,6 @@ from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from . import checkpoints
 from . import metrics as metrics_lib
@@ -50,6 +49,7 @@ class FitResult:
     seconds: float = 0.0
     best_validation_logits: torch.Tensor | None = None  # per document, at the best epoch
     best_validation_labels: torch.Tensor | None = None
+    timings: dict = field(default_factory=dict)  # named phases of the fit, seconds
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -81,6 +81,7 @@ def _has_accelerator() -> bool:
 
 def train(recipe: Recipe) -> dict:
     """Train, evaluate and save a classifier as the recipe says; returns the run's metrics."""
+    started = time.perf_counter()
     accelerator = make_accelerator(recipe)
     seed = recipe.train.seed
     splits = load_splits(recipe.data, seed)  # every process reads: it is cheap and needs no sync
@@ -97,6 +98,7 @@ def train(recipe: Recipe) -> dict:
     with accelerator.main_process_first():
         train_set, val_set = (TokenizedDataset(tokenize(split, tokenizer, d.max_length, d.long_text, d.stride, d.max_chunks))
                               for split in (splits.train, splits.validation))
+    setup_seconds = time.perf_counter() - started
     trainable, total = count_parameters(model)
     windows = f" ({len(train_set)} windows)" if d.long_text == "chunks" else ""
     accelerator.print(
@@ -107,9 +109,15 @@ def train(recipe: Recipe) -> dict:
     )
     t = recipe.train
     global_batch = t.batch_size * accelerator.num_processes * t.gradient_accumulation_steps
-    accelerator.print(f"textxfer: effective batch {global_batch} = {t.batch_size} per step x {accelerator.num_processes} "
-                      f"process(es) x {t.gradient_accumulation_steps} accumulation step(s); lr {t.lr:g} with "
-                      f"{t.warmup_ratio:.0%} linear warmup, then linear decay over {t.epochs} epoch(s)")
+    if recipe.model.method == "feature_extraction" and head_solver(recipe) == "lbfgs":
+        accelerator.print(f"textxfer: the head is fit by full-batch L-BFGS on the cached features, L2 strength chosen "
+                          f"on validation from {', '.join(f'{v:g}' for v in HEAD_L2_GRID)} (train.head_solver; "
+                          f"train.epochs and train.lr apply to `sgd` only)")
+    else:
+        accelerator.print(f"textxfer: effective batch {global_batch} = {t.batch_size} per step x "
+                          f"{accelerator.num_processes} process(es) x {t.gradient_accumulation_steps} accumulation "
+                          f"step(s); lr {t.lr:g} with {t.warmup_ratio:.0%} linear warmup, then linear decay over "
+                          f"{t.epochs} epoch(s)")
     loss_fn = make_loss(splits.multi_label, recipe.train.loss, _loss_weights(recipe, splits), recipe.train.focal_gamma)
     collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
     if recipe.model.method == "feature_extraction":
@@ -132,6 +140,9 @@ def train(recipe: Recipe) -> dict:
             "total_parameters": total,
             "num_processes": accelerator.num_processes,
             "effective_batch_size": global_batch,
+            # where the time went: loading and tokenizing, then the training loop (feature
+            # extraction: computing the cached features, then fitting the head)
+            "timings": {"setup_seconds": setup_seconds, **result.timings},
         },
         "history": result.history,
     }
@@ -234,8 +245,18 @@ def _optimizer_and_schedule(model: nn.Module, recipe: Recipe, batches_per_epoch:
     # loop on CPU (136 ms -> 21 ms per step for MiniLM-L6), and supported on CUDA too.
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)
     steps = math.ceil(batches_per_epoch / t.gradient_accumulation_steps) * t.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, round(steps * t.warmup_ratio), steps)
-    return optimizer, scheduler
+    return optimizer, linear_warmup_decay(optimizer, round(steps * t.warmup_ratio), steps)
+
+
+def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """transformers' `get_linear_schedule_with_warmup`, written out: importing it pulls in
+    transformers.trainer_utils, which imports peft and bitsandbytes (6-7 s of start-up on this CPU)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _fit(accelerator: Accelerator, model: nn.Module, forward, loader: DataLoader, sampler,
@@ -570,6 +591,20 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
     feature_seconds = time.perf_counter() - started
     accelerator.print(f"textxfer: cached backbone features of {len(train_x) + len(val_x)} texts in {feature_seconds:.1f}s")
     val_docs = torch.tensor(val_set.columns["doc"])
+
+    def evaluate(head):
+        was_training = head.training
+        head.eval()
+        with torch.inference_mode():
+            logits = head(val_x.to(accelerator.device)).cpu()
+        head.train(was_training)
+        return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
+
+    if head_solver(recipe) == "lbfgs":
+        result = _fit_head_lbfgs(accelerator, model.head, train_x, train_y, evaluate, loss_fn, multi_label)
+        result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
+        result.seconds += feature_seconds
+        return result
     generator = torch.Generator().manual_seed(recipe.train.seed)
     if recipe.train.sampler == "balanced":
         sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(train_set.columns["label"]), len(train_y),
@@ -583,14 +618,6 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
     def forward(head, batch):
         return head(batch["features"])
 
-    def evaluate(head):
-        was_training = head.training
-        head.eval()
-        with torch.inference_mode():
-            logits = head(val_x.to(accelerator.device)).cpu()
-        head.train(was_training)
-        return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
-
     # A linear head's ops are tiny: on CPU, OpenMP threads cost more in synchronisation than they
     # give (and stall badly when another process shares the cores), so the head trains on one.
     threads = torch.get_num_threads()
@@ -600,6 +627,64 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, loss_fn, multi_label, "head")
     finally:
         torch.set_num_threads(threads)
+    result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
     result.seconds += feature_seconds
     result.samples = len(train_x) * len(result.history)  # texts seen per epoch, as for fine-tuning
+    return result
+
+
+def head_solver(recipe: Recipe) -> str:
+    """`lbfgs` or `sgd`: how a feature-extraction head is fit (see `train.head_solver`)."""
+    solver = recipe.train.head_solver
+    if solver == "auto":
+        return "sgd" if recipe.train.sampler == "balanced" else "lbfgs"
+    return solver
+
+
+# L2 strengths tried for the L-BFGS head, strongest first (each fit starts from the previous one).
+# Per training example: 1e-4 is about scikit-learn's LogisticRegression(C=10) on 1,000 rows.
+HEAD_L2_GRID = (1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+
+
+def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, loss_fn, multi_label) -> FitResult:
+    """Fit the linear head on all cached features at once with L-BFGS (the loss is convex in the
+    head's weights: full batch reaches its minimum in a few hundred cheap iterations, where minibatch
+    AdamW needs thousands of steps), once per L2 strength in HEAD_L2_GRID; keep the strength with the
+    best validation score. Every process computes the same fit (the features are on all of them)."""
+    select = metrics_lib.selection_metric(multi_label)
+    device = accelerator.device
+    head.to(device)
+    x, y = train_x.to(device).clone(), train_y.to(device).clone()  # made under inference_mode: autograd needs copies
+    result, best_state = FitResult(), None
+    threads = torch.get_num_threads()
+    for k, l2 in enumerate(HEAD_L2_GRID, 1):
+        started = time.perf_counter()
+        optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=500, history_size=20,
+                                      tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(head(x), y) + 0.5 * l2 * head.weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        head.train()
+        optimizer.step(closure)
+        with torch.no_grad():
+            train_loss = loss_fn(head(x), y).item()
+        result.seconds += time.perf_counter() - started
+        result.samples += len(x)
+        scores, val_logits, val_labels = evaluate(head)
+        result.history.append({"epoch": k, "head_l2": l2, "train_loss": train_loss,
+                               **{f"validation_{name}": v for name, v in scores.items()}})
+        improved = scores[select] > result.best_score  # ties keep the stronger regularisation
+        if improved:
+            result.best_epoch, result.best_score = k, scores[select]
+            result.best_validation_logits, result.best_validation_labels = val_logits, val_labels
+            best_state = _trainable_snapshot(head)
+        shown = " ".join(f"{name.replace('_', '-')} {scores[name]:.4f}" for name in scores if name not in ("loss", "n"))
+        accelerator.print(f"head l2 {l2:g}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
+                          f"{shown}{'  *best' if improved else ''}")
+    torch.set_num_threads(threads)
+    _restore(head, best_state)
     return result
