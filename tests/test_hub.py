@@ -124,7 +124,8 @@ def _fake_hub_cache(tmp_path: Path, repo_id: str, folder: str) -> Path:
     return cache
 
 
-def test_dry_run_of_an_adapter_run_points_at_the_base_hub_id_and_loads_with_stock_peft(lora_run, tiny_llama, tmp_path, cli):
+def test_dry_run_of_an_adapter_run_points_at_the_base_hub_id_and_loads_with_stock_peft(lora_run, tiny_llama, tmp_path, cli,
+                                                                                     monkeypatch):
     from peft import AutoPeftModelForSequenceClassification
     from transformers import AutoConfig, AutoTokenizer
 
@@ -161,6 +162,14 @@ def test_dry_run_of_an_adapter_run_points_at_the_base_hub_id_and_loads_with_stoc
         probs = model(**inputs).logits.softmax(-1).numpy()
     assert np.allclose(probs, clf.predict_proba(texts), atol=1e-5)
     assert [clf.labels[i] for i in probs.argmax(-1)] == clf.predict(texts)
+
+    # textxfer itself reloads the uploaded folder too (the base by Hub id from the cache).
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    again = load_classifier(out)
+    assert again.labels == clf.labels
+    assert np.allclose(again.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
 
 
 def test_a_merged_lora_run_is_pushed_as_a_standalone_model_with_the_run_plots(lora_run, tmp_path, cli):

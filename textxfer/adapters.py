@@ -147,6 +147,14 @@ def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
     from .models import quiet_loading
 
     kwargs = {}
+    if (Path(run_dir) / "config.json").is_file():
+        # The head's size and label names, for a folder whose adapter names its base by Hub id (a pushed
+        # run): peft builds that base from the Hub config, which knows nothing of our labels.
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(run_dir)
+        kwargs.update(num_labels=config.num_labels, id2label=config.id2label, label2id=config.label2id,
+                      pad_token_id=config.pad_token_id)
     if info.get("method") == "qlora":
         kwargs["quantization_config"] = quantization_config(ModelConfig(**{"method": "qlora", "lora": _lora(info)}))
         kwargs["device_map"] = {"": device}

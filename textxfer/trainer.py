@@ -643,7 +643,7 @@ def head_solver(recipe: Recipe) -> str:
 
 # L2 strengths tried for the L-BFGS head, strongest first (each fit starts from the previous one).
 # Per training example: 1e-4 is about scikit-learn's LogisticRegression(C=10) on 1,000 rows.
-HEAD_L2_GRID = (1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+HEAD_L2_GRID = (1e-4, 1e-5, 1e-6)
 
 
 def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, loss_fn, multi_label) -> FitResult:
