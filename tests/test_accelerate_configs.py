@@ -1,6 +1,7 @@
 """The Accelerate config files in recipes/accelerate/: Accelerate parses each one, each is the kind its
 name promises and documents its launch command; cpu.yaml really starts 2 processes."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,5 +96,7 @@ def test_cpu_config_starts_two_processes(tmp_path):
     proc = subprocess.run([str(accelerate), "launch", "--config_file", "recipes/accelerate/cpu.yaml", str(probe)],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reports = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("PROBE "))
+    # Both processes write to one pipe through the launcher, so their lines can run together
+    # ("PROBE 1 2 MULTI_CPUPROBE 0 2 MULTI_CPU"): find the reports, not the lines.
+    reports = sorted(list(m) for m in re.findall(r"PROBE (\d+) (\d+) ([A-Z_]+?)(?=PROBE|\s|$)", proc.stdout))
     assert reports == [["0", "2", "MULTI_CPU"], ["1", "2", "MULTI_CPU"]], proc.stdout + proc.stderr[-2000:]
