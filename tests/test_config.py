@@ -67,6 +67,12 @@ def test_bad_values_are_explained(override, fragment):
         load_recipe(None, ["data.train=a.csv", override])
 
 
+def test_lbfgs_head_with_the_balanced_sampler_is_refused():
+    with pytest.raises(TextxferError, match="no batches to rebalance"):
+        load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.head_solver=lbfgs",
+                           "train.sampler=balanced"])
+
+
 def test_missing_train_file_key_is_explained():
     with pytest.raises(TextxferError, match="data.train"):
         load_recipe(None, [])

@@ -452,6 +452,10 @@ def _check_strategies(recipe: Recipe, where: str) -> None:
     if t.gradual_unfreezing and m.freeze_layers is not None:
         raise TextxferError(f"{where} sets both `train.gradual_unfreezing` and `model.freeze_layers`; gradual "
                             f"unfreezing decides per epoch which layers train. Keep one.")
+    if t.head_solver == "lbfgs" and t.sampler == "balanced":
+        raise TextxferError(f"{where} sets `train.head_solver=lbfgs` with `train.sampler=balanced`: the L-BFGS head "
+                            f"fits all rows at once, so there are no batches to rebalance. Use `train.class_weights="
+                            f"balanced` with it, or `train.head_solver=sgd` (or `auto`) to keep the balanced sampler.")
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:

@@ -656,7 +656,6 @@ def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, lo
     head.to(device)
     x, y = train_x.to(device).clone(), train_y.to(device).clone()  # made under inference_mode: autograd needs copies
     result, best_state = FitResult(), None
-    threads = torch.get_num_threads()
     for k, l2 in enumerate(HEAD_L2_GRID, 1):
         started = time.perf_counter()
         optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=500, history_size=20,
@@ -685,6 +684,5 @@ def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, lo
         shown = " ".join(f"{name.replace('_', '-')} {scores[name]:.4f}" for name in scores if name not in ("loss", "n"))
         accelerator.print(f"head l2 {l2:g}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
                           f"{shown}{'  *best' if improved else ''}")
-    torch.set_num_threads(threads)
     _restore(head, best_state)
     return result
