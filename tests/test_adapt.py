@@ -25,6 +25,8 @@ def test_encoder_masked_lm_adaptation_lowers_the_loss_and_feeds_training(tmp_pat
     assert metrics["objective"] == "masked_lm"
     assert metrics["held_out_loss_after"] < metrics["held_out_loss_before"]
     assert "model.name=" in out
+    # tiny_bert is saved without its masked-LM head, like MiniLM: the user is told the "before" loss is a random head's.
+    assert metrics["lm_head_pretrained"] is False and "no pretrained language-model head" in out
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "adapted", num_labels=3)
     assert model.config.model_type == "bert"
     result = train(load_recipe(recipe, [f"model.name={tmp_path / 'adapted'}"]))  # a classifier on top of it
@@ -49,3 +51,13 @@ def test_adapt_needs_unlabeled_text(tmp_path, tiny_bert, cli):
     assert code == 2 and "data.unlabeled" in err
     code, _, err = cli("adapt", recipe, f"data.unlabeled={tmp_path / 'none.txt'}")
     assert code == 2 and "does not exist" in err
+
+
+def test_a_checkpoint_with_its_masked_lm_head_is_recognised(tmp_path, tiny_bert):
+    from transformers import AutoConfig, BertForMaskedLM
+
+    from textxfer.adapt import _lm_model
+
+    BertForMaskedLM(AutoConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path / "mlm")
+    assert _lm_model(str(tmp_path / "mlm"), False, None)[1] is True
+    assert _lm_model(tiny_bert, False, None)[1] is False

@@ -98,6 +98,23 @@ def test_feature_extraction_sgd_head_runs_its_epochs(tmp_path, tiny_bert):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+def test_written_out_schedule_matches_transformers():
+    from transformers import get_linear_schedule_with_warmup
+
+    from textxfer.trainer import linear_warmup_decay
+
+    def rates(make):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        scheduler, seen = make(optimizer), []
+        for _ in range(60):
+            seen.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    assert rates(lambda o: linear_warmup_decay(o, 7, 50)) == rates(lambda o: get_linear_schedule_with_warmup(o, 7, 50))
+
+
 def test_scratch_uses_the_architecture_but_not_the_weights(tiny_bert):
     labels = {0: "a", 1: "b"}
     torch.manual_seed(123)  # not the seed the tiny 'pretrained' model was made with
