@@ -602,9 +602,17 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
 
     if head_solver(recipe) == "lbfgs":
         result = _fit_head_lbfgs(accelerator, model.head, train_x, train_y, evaluate, loss_fn, multi_label)
-        result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
-        result.seconds += feature_seconds
-        return result
+    else:
+        result = _fit_head_sgd(accelerator, model.head, train_x, train_y, train_set, evaluate, recipe, loss_fn,
+                               multi_label)
+    result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
+    result.seconds += feature_seconds
+    return result
+
+
+def _fit_head_sgd(accelerator, head: nn.Linear, train_x, train_y, train_set, evaluate, recipe, loss_fn,
+                  multi_label) -> FitResult:
+    """Train the linear head with AdamW minibatches over the cached features for train.epochs."""
     generator = torch.Generator().manual_seed(recipe.train.seed)
     if recipe.train.sampler == "balanced":
         sampler = torch.utils.data.WeightedRandomSampler(balanced_weights(train_set.columns["label"]), len(train_y),
@@ -615,8 +623,8 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         loader = DataLoader(_FeatureBatches(train_x, train_y), batch_size=recipe.train.batch_size, shuffle=True,
                             generator=generator, collate_fn=_identity)
 
-    def forward(head, batch):
-        return head(batch["features"])
+    def forward(h, batch):
+        return h(batch["features"])
 
     # A linear head's ops are tiny: on CPU, OpenMP threads cost more in synchronisation than they
     # give (and stall badly when another process shares the cores), so the head trains on one.
@@ -624,11 +632,9 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
     if accelerator.device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        result = _fit(accelerator, model.head, forward, loader, None, evaluate, recipe, loss_fn, multi_label, "head")
+        result = _fit(accelerator, head, forward, loader, None, evaluate, recipe, loss_fn, multi_label, "head")
     finally:
         torch.set_num_threads(threads)
-    result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
-    result.seconds += feature_seconds
     result.samples = len(train_x) * len(result.history)  # texts seen per epoch, as for fine-tuning
     return result
 
