@@ -7,6 +7,7 @@
     textxfer compare RECIPE --strategies base,scratch,feature_extraction,full --per-class 5,10,all --seeds 3
     textxfer push RUN_DIR --repo-id OWNER/NAME [--private] [--revision main] [--dry-run DIR]
     textxfer export-onnx RUN_DIR OUTPUT_DIR
+    textxfer ensemble RUN_DIR RUN_DIR [...] --output DIR [--rule mean_log_prob|mean_prob]
 """
 from __future__ import annotations
 
@@ -119,6 +120,19 @@ def _compare(args) -> int:
     return 0
 
 
+def _ensemble(args) -> int:
+    from .ensemble import build_ensemble
+
+    metrics = build_ensemble(args.run_dirs, args.output, args.rule)
+    split = "test" if "test" in metrics else "validation"
+    best = max(metrics["members"], key=lambda m: m[split]["accuracy"])
+    scores = metrics[split]
+    print(f"textxfer: ensemble of {len(metrics['members'])} runs ({metrics['combine']}): {split} accuracy "
+          f"{scores['accuracy']:.4f}, macro-f1 {scores['macro_f1']:.4f} on {scores['n']} rows (best member: "
+          f"{best['run']} {best[split]['accuracy']:.4f}); saved in {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
@@ -177,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
     ox.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     ox.set_defaults(func=_export_onnx)
+    en = sub.add_parser("ensemble", help="combine finished runs trained on the same data into one classifier "
+                                         "(the averaging rule chosen on their shared validation split)")
+    en.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more finished single-label runs with the "
+                                                                    "same data and seed")
+    en.add_argument("--output", required=True, help="where to write the ensemble folder (members are copied in)")
+    en.add_argument("--rule", choices=["mean_log_prob", "mean_prob"],
+                    help="how probabilities are averaged (default: the better one on validation)")
+    en.set_defaults(func=_ensemble)
     return parser
 
 

@@ -144,6 +144,10 @@ def stage(run_dir: str | Path, folder: str | Path, repo_id: str, base_model: str
     run_dir, folder = Path(run_dir), Path(folder)
     check_repo_id(repo_id)
     info = _run_info(run_dir)
+    if info["method"] == "ensemble":
+        raise TextxferError(f"{run_dir} is an ensemble of {len(info['members'])} runs, which no stock Hugging Face "
+                            f"class loads as one model. Push its members one by one (copied in {run_dir / 'members'}), "
+                            f"or share the folder with textxfer users (`load_classifier` loads it).")
     if info["method"] == "feature_extraction":
         raise TextxferError(f"{run_dir} is a `feature_extraction` run: a frozen backbone, mean pooling and a linear head "
                             f"that only textxfer loads (stock AutoModelForSequenceClassification would put a random "

@@ -128,6 +128,10 @@ def _load_run(run_dir: Path):
         raise TextxferError(f"{run_dir} is not a textxfer run folder (it has no {RUN_INFO}). Point `export-onnx` at the "
                             f"`output_dir` of a finished run, or at a folder written by `textxfer merge`.")
     info = json.loads(info_path.read_text(encoding="utf-8"))
+    if info.get("method") == "ensemble":
+        raise TextxferError(f"{run_dir} is an ensemble of {len(info['members'])} runs, not one model. Export its "
+                            f"members one by one (copied in {run_dir / 'members'}); the ensemble averages their "
+                            f"probabilities with its `{info['combine']}` rule.")
     if is_adapter_run(run_dir):
         raise TextxferError(f"{run_dir} is a `{info.get('method')}` run: it holds LoRA adapters, not a standalone model. "
                             f"Merge them first, then export the merged folder: `textxfer merge {run_dir} "

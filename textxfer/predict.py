@@ -53,6 +53,10 @@ class Classifier:
             hint = " (a run that was interrupted is left in a `.incomplete` folder)" if run_dir.with_name(run_dir.name + ".incomplete").exists() else ""
             raise TextxferError(f"{run_dir} is not a textxfer run folder: it has no {RUN_INFO}{hint}. Point at the `output_dir` of a finished run.")
         info = json.loads(info_path.read_text(encoding="utf-8"))
+        if info["method"] == "ensemble":
+            from .ensemble import EnsembleClassifier
+
+            return EnsembleClassifier.load(run_dir, device)
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if info["method"] == "feature_extraction":
