@@ -664,8 +664,10 @@ def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, lo
     result, best_state = FitResult(), None
     for k, l2 in enumerate(HEAD_L2_GRID, 1):
         started = time.perf_counter()
+        # tolerances: 1e-6/1e-10 took 50% more loss evaluations (each a pass over all features) for
+        # the same validation accuracy to within one text in 1,003 on Banking77.
         optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=500, history_size=20,
-                                      tolerance_grad=1e-6, tolerance_change=1e-10, line_search_fn="strong_wolfe")
+                                      tolerance_grad=1e-5, tolerance_change=1e-9, line_search_fn="strong_wolfe")
 
         def closure():
             optimizer.zero_grad(set_to_none=True)
