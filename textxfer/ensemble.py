@@ -146,6 +146,11 @@ def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str
     read = [_read_member(r) for r in run_dirs]
     infos, recipes = [i for i, _ in read], [r for _, r in read]
     _check_members(run_dirs, infos, recipes)
+    for run_dir, info in zip(run_dirs, infos):
+        if info.get("decision", {}).get("threshold") is not None:
+            print(f"textxfer: note: {run_dir} decides by a threshold tuned on validation "
+                  f"({info['decision']['threshold']:.3f} on {info['decision'].get('positive_label')}); the ensemble "
+                  f"decides by the highest combined probability.", flush=True)
 
     recipe = load_recipe(run_dirs[0] / "recipe.yaml")
     splits = load_splits(recipe.data, recipe.train.seed)
