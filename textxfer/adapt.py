@@ -20,26 +20,11 @@ from tqdm.auto import tqdm
 
 from .batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
 from .config import Recipe
+from .data import read_unlabeled
 from .errors import TextxferError
 from .runfolder import swap_into_place, write_json
 
 DECODER_SUFFIX = "ForCausalLM"
-
-
-def read_unlabeled(path: str, text_column, encoding: str) -> list[str]:
-    """Texts of an unlabeled file: .txt (one text per non-empty line) or any table with the text column."""
-    from .data import read_texts
-
-    if Path(path).suffix.lower() == ".txt":
-        if not Path(path).is_file():
-            raise TextxferError(f"The unlabeled file {path} does not exist. Check `data.unlabeled`.")
-        texts = [line.strip() for line in Path(path).read_text(encoding=encoding).splitlines() if line.strip()]
-    else:
-        texts, _, _ = read_texts(path, text_column, encoding)
-    if len(texts) < 20:
-        raise TextxferError(f"The unlabeled file {path} has {len(texts)} texts; domain-adaptive pretraining needs "
-                            f"at least 20 (thousands help).")
-    return texts
 
 
 def adapt(recipe: Recipe, output: str | None = None, epochs: int = 1, lr: float = 5e-5,
@@ -62,6 +47,9 @@ def adapt(recipe: Recipe, output: str | None = None, epochs: int = 1, lr: float 
     decoder = any(a.endswith(DECODER_SUFFIX) for a in (config.architectures or [])) or config.model_type in (
         "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
     texts = read_unlabeled(recipe.data.unlabeled, recipe.data.text_column, recipe.data.encoding)
+    if len(texts) < 20:
+        raise TextxferError(f"The unlabeled file {recipe.data.unlabeled} has {len(texts)} texts; domain-adaptive "
+                            f"pretraining needs at least 20 (thousands help).")
     held = texts[:: 20]  # every 20th text measures the loss before and after
     train_texts = [t for i, t in enumerate(texts) if i % 20]
     with quiet_loading():

@@ -6,7 +6,9 @@ The recipe's validation rows (its validation file, or a stratified 10% of train 
 test file stay fixed; each cell trains one strategy on a seeded, stratified subsample of the rest
 with `per_class` examples of every class (`all`: everything). Each strategy uses its own default
 epochs and learning rate. `base` is the quick baseline before any fine-tuning: a logistic
-regression on frozen, mean-pooled backbone features, fit in seconds.
+regression on frozen, mean-pooled backbone features, fit in seconds. `self_training` is
+`feature_extraction` that also pseudo-labels the pool rows the cell leaves unlabeled
+(`train.self_training_rounds`, 3 unless the recipe sets it; no cell at `all`, where none are left).
 
 Writes into the recipe's `output_dir`: `comparison.json` (one record per run), `comparison.md`
 (mean ± std per cell, best per budget in bold, gain over scratch, wall time) and
@@ -29,7 +31,8 @@ from .data import load_splits
 from .errors import TextxferError
 from .runfolder import write_json
 
-STRATEGIES = ("base", *METHODS)
+# `self_training`: feature extraction plus self-training on the pool rows the cell does not label
+STRATEGIES = ("base", *METHODS, "self_training")
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -107,6 +110,10 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         print(f"textxfer compare: run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}",
               flush=True)
         rows = subsample(pool_labels, per_class, seed)
+        if strategy == "self_training" and len(rows) == len(pool_texts):
+            print(f"textxfer compare: skipping self_training at per class {key['per_class']}: every pool row is "
+                  f"labeled, none is left to pseudo-label", flush=True)
+            continue
         started = time.perf_counter()
         if strategy == "base":
             if features is None:
@@ -117,7 +124,15 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
             train_file = data_dir / f"train-{tag}.csv"
             run_dir = root / "runs" / f"{strategy}-{tag}"
             _write_rows(train_file, [pool_texts[i] for i in rows], [names[pool_labels[i]] for i in rows])
-            cell = load_recipe(recipe_path, [*overrides, f"model.method={strategy}", f"train.seed={seed}",
+            method, extra = strategy, []
+            if strategy == "self_training":
+                unlabeled_file = data_dir / f"unlabeled-{tag}.csv"
+                chosen = set(rows)
+                _write_rows(unlabeled_file, [text for i, text in enumerate(pool_texts) if i not in chosen])
+                method = "feature_extraction"
+                extra = [f"data.unlabeled={unlabeled_file}",
+                         f"train.self_training_rounds={base.train.self_training_rounds or 3}"]
+            cell = load_recipe(recipe_path, [*overrides, *extra, f"model.method={method}", f"train.seed={seed}",
                                              f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
                                              "data.text_column=text", "data.label_column=label",
                                              # the recipe's epochs/lr suit one method: each runs at its defaults
@@ -141,12 +156,17 @@ def _done(records: list[dict], key: dict) -> bool:
     return any(all(r[f] == v for f, v in key.items()) for r in records)
 
 
-def _write_rows(path: Path, texts: list[str], labels: list[str]) -> None:
+def _write_rows(path: Path, texts: list[str], labels: list[str] | None = None) -> None:
+    """A CSV with a `text` column (and `label` when labels are given), written atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows(zip(texts, labels))
+        if labels is None:
+            writer.writerow(["text"])
+            writer.writerows([text] for text in texts)
+        else:
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(texts, labels))
     tmp.replace(path)
 
 

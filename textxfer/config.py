@@ -51,8 +51,8 @@ class DataConfig:
     stride: int = _f(32, "chunks: tokens shared by consecutive windows")
     chunk_aggregation: str = _f("mean", "chunks: how window logits combine into a document's", ("mean", "max"))
     max_chunks: Optional[int] = _f(None, "chunks: at most this many evenly spaced windows per document (null: all)")
-    unlabeled: Optional[str] = _f(None, "unlabeled in-domain text for `textxfer adapt` (.txt one per line, or a table "
-                                  "with the text column)")
+    unlabeled: Optional[str] = _f(None, "unlabeled in-domain text (.txt one per line, or a table with the text column) "
+                                  "for `textxfer adapt`, and for self-training (train.self_training_rounds)")
     positive_label: Optional[str] = _f(None, "binary tasks: the class of interest for precision-recall reports and "
                                        "target thresholds (default: the rarer class in train)")
 
@@ -117,6 +117,11 @@ class TrainConfig:
                           "(full batch, L2 strength picked on validation; train.epochs/lr unused), `sgd` (AdamW "
                           "minibatches for train.epochs at train.lr), or `auto` (lbfgs unless train.sampler=balanced)",
                           ("auto", "lbfgs", "sgd"))
+    self_training_rounds: int = _f(0, "feature_extraction with data.unlabeled: rounds of self-training; each round the "
+                                   "head labels the unlabeled texts, the most confident per class join the training "
+                                   "rows and the head is refit; the round with the best validation score is kept (0: off)")
+    self_training_per_class: int = _f(100, "self-training: pseudo-labelled texts added per predicted class (the most "
+                                      "confident ones)")
     focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
     tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
                                "(false: 0.5)")
@@ -452,10 +457,37 @@ def _check_strategies(recipe: Recipe, where: str) -> None:
     if t.gradual_unfreezing and m.freeze_layers is not None:
         raise TextxferError(f"{where} sets both `train.gradual_unfreezing` and `model.freeze_layers`; gradual "
                             f"unfreezing decides per epoch which layers train. Keep one.")
+    _check_self_training(recipe, where)
     if t.head_solver == "lbfgs" and t.sampler == "balanced":
         raise TextxferError(f"{where} sets `train.head_solver=lbfgs` with `train.sampler=balanced`: the L-BFGS head "
                             f"fits all rows at once, so there are no batches to rebalance. Use `train.class_weights="
                             f"balanced` with it, or `train.head_solver=sgd` (or `auto`) to keep the balanced sampler.")
+
+
+def _check_self_training(recipe: Recipe, where: str) -> None:
+    """Self-training refits the cached-feature head on pseudo-labels: say where that cannot apply."""
+    d, m, t = recipe.data, recipe.model, recipe.train
+    if t.self_training_rounds < 0 or t.self_training_per_class < 1:
+        raise TextxferError(f"`train.self_training_rounds` in {where} must be 0 (off) or more and "
+                            f"`train.self_training_per_class` at least 1; got {t.self_training_rounds} and "
+                            f"{t.self_training_per_class}.")
+    if not t.self_training_rounds:
+        return
+    problem = None
+    if m.method != "feature_extraction":
+        problem = (f"it refits the linear head on cached frozen features, and `model.method={m.method}` trains the "
+                   f"backbone. Use `model.method=feature_extraction`")
+    elif not d.unlabeled:
+        problem = "it needs unlabeled texts to pseudo-label. Set `data.unlabeled=FILE` (.txt one per line, or a table)"
+    elif d.multi_label:
+        problem = "it picks one most probable class per text, and this recipe is multi-label. Set the rounds to 0"
+    elif d.text_pair_column:
+        problem = "the unlabeled file holds single texts, and this recipe reads text pairs. Set the rounds to 0"
+    elif t.head_solver == "sgd" or (t.head_solver == "auto" and t.sampler == "balanced"):
+        problem = ("it refits the head with the L-BFGS solver. Set `train.head_solver=lbfgs` (with "
+                   "`train.class_weights=balanced` instead of the balanced sampler)")
+    if problem:
+        raise TextxferError(f"`train.self_training_rounds` in {where} cannot apply: {problem}.")
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:

@@ -322,3 +322,22 @@ def read_texts(path: str | Path, text_column: str | list[str], encoding: str = "
     _check_columns(table, cfg, str(path), "input", need_label=False)
     examples = _to_examples(table, cfg, str(path), "input", need_label=False)
     return examples.texts, examples.pairs, table
+
+
+def read_unlabeled(path: str, text_column: str | list[str], encoding: str = "utf-8") -> list[str]:
+    """Texts of an unlabeled file: .txt (one text per non-empty line) or any table with the text column."""
+    if Path(path).suffix.lower() == ".txt":
+        if not Path(path).is_file():
+            raise TextxferError(f"The unlabeled file {path} does not exist. Check `data.unlabeled`.")
+        try:
+            lines = Path(path).read_text(encoding=encoding).splitlines()
+        except UnicodeDecodeError as exc:
+            raise TextxferError(f"The unlabeled file {path} is not valid {encoding} text ({exc.reason} at byte "
+                                f"{exc.start}). Set `data.encoding` (e.g. latin-1 or cp1252) or re-save it as UTF-8.") from None
+        texts = [line.strip() for line in lines if line.strip()]
+    else:
+        texts, _, _ = read_texts(path, text_column, encoding)
+    if not texts:
+        raise TextxferError(f"The unlabeled file {path} holds no text. Put one text per line (.txt) or fill the text "
+                            f"column, or leave `data.unlabeled` unset.")
+    return texts

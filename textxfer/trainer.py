@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
@@ -29,12 +30,13 @@ from . import checkpoints
 from . import metrics as metrics_lib
 from .batching import MODEL_INPUTS, PadCollator, TokenizedDataset, balanced_weights, eval_loader, tokenize, train_loader
 from .config import METHOD_DEFAULTS, MIN_STEPS, Recipe
-from .data import Splits, load_splits
+from .data import Splits, load_splits, read_unlabeled
 from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
 from .errors import TextxferError
 from .losses import make_loss
 from .models import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
 from .runfolder import write_run
+from .self_training import pseudo_labels, without_known
 from .strategies import L2SP, GradualUnfreezing, freeze_bottom, layerwise_groups
 
 
@@ -98,6 +100,7 @@ def train(recipe: Recipe) -> dict:
     with accelerator.main_process_first():
         train_set, val_set = (TokenizedDataset(tokenize(split, tokenizer, d.max_length, d.long_text, d.stride, d.max_chunks))
                               for split in (splits.train, splits.validation))
+        unlabeled_set = _unlabeled_set(recipe, splits, tokenizer, accelerator)
     setup_seconds = time.perf_counter() - started
     trainable, total = count_parameters(model)
     windows = f" ({len(train_set)} windows)" if d.long_text == "chunks" else ""
@@ -121,7 +124,8 @@ def train(recipe: Recipe) -> dict:
     loss_fn = make_loss(splits.multi_label, recipe.train.loss, _loss_weights(recipe, splits), recipe.train.focal_gamma)
     collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
     if recipe.model.method == "feature_extraction":
-        result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
+        result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label,
+                           unlabeled_set)
     else:
         if recipe.model.method == "lp_ft":
             _linear_probe(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
@@ -548,7 +552,8 @@ def _predict(accelerator, model, loader, forward) -> tuple[torch.Tensor, torch.T
 
 @torch.inference_mode()
 def _features(accelerator, model: PooledClassifier, dataset: TokenizedDataset, collate, batch_size, desc):
-    """Backbone features and labels of every example, computed once, in input order, on every process."""
+    """Backbone features and labels (None for unlabeled data) of every example, computed once, in input
+    order, on every process."""
     loader, order = eval_loader(dataset, batch_size, collate)
     loader = accelerator.prepare(loader)
     model.backbone.to(accelerator.device)
@@ -556,13 +561,16 @@ def _features(accelerator, model: PooledClassifier, dataset: TokenizedDataset, c
     for batch in tqdm(loader, desc=f"features {desc}", leave=False, disable=not accelerator.is_local_main_process):
         with accelerator.autocast():
             feats = model.features(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        feats, batch_labels = accelerator.gather_for_metrics((feats.float(), batch["labels"]))
+        if "labels" in batch:
+            feats, batch_labels = accelerator.gather_for_metrics((feats.float(), batch["labels"]))
+            labels.append(batch_labels.cpu())
+        else:  # unlabeled texts
+            feats = accelerator.gather_for_metrics(feats.float())
         chunks.append(feats.cpu())
-        labels.append(batch_labels.cpu())
-    features, labels = torch.cat(chunks), torch.cat(labels)
+    features = torch.cat(chunks)
     restore = torch.empty(len(order), dtype=torch.long)
     restore[torch.tensor(order)] = torch.arange(len(order))
-    return features[restore], labels[restore]
+    return features[restore], (torch.cat(labels)[restore] if labels else None)
 
 
 class _FeatureBatches(torch.utils.data.Dataset):
@@ -583,13 +591,16 @@ def _identity(batch):
     return batch
 
 
-def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
+def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, loss_fn, multi_label,
+              unlabeled_set=None) -> FitResult:
     started = time.perf_counter()
     bs = recipe.train.eval_batch_size
     train_x, train_y = _features(accelerator, model, train_set, collate, bs, "train")
     val_x, val_y = _features(accelerator, model, val_set, collate, bs, "validation")
+    unlabeled_x = _features(accelerator, model, unlabeled_set, collate, bs, "unlabeled")[0] if unlabeled_set else None
     feature_seconds = time.perf_counter() - started
-    accelerator.print(f"textxfer: cached backbone features of {len(train_x) + len(val_x)} texts in {feature_seconds:.1f}s")
+    n_texts = len(train_x) + len(val_x) + (len(unlabeled_x) if unlabeled_x is not None else 0)
+    accelerator.print(f"textxfer: cached backbone features of {n_texts} texts in {feature_seconds:.1f}s")
     val_docs = torch.tensor(val_set.columns["doc"])
 
     def evaluate(head):
@@ -600,7 +611,12 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         head.train(was_training)
         return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
 
-    if head_solver(recipe) == "lbfgs":
+    if unlabeled_x is not None:
+        def fit(x, y):
+            return _fit_head_lbfgs(accelerator, model.head, x, y, evaluate, loss_fn, multi_label)
+
+        result = _self_train(accelerator, model.head, fit, train_x, train_y, unlabeled_x, recipe, multi_label)
+    elif head_solver(recipe) == "lbfgs":
         result = _fit_head_lbfgs(accelerator, model.head, train_x, train_y, evaluate, loss_fn, multi_label)
     else:
         result = _fit_head_sgd(accelerator, model.head, train_x, train_y, train_set, evaluate, recipe, loss_fn,
@@ -693,4 +709,59 @@ def _fit_head_lbfgs(accelerator, head: nn.Linear, train_x, train_y, evaluate, lo
         accelerator.print(f"head l2 {l2:g}: train loss {train_loss:.4f} | validation loss {scores['loss']:.4f} "
                           f"{shown}{'  *best' if improved else ''}")
     _restore(head, best_state)
+    return result
+
+
+def _unlabeled_set(recipe: Recipe, splits: Splits, tokenizer, accelerator: Accelerator) -> TokenizedDataset | None:
+    """The tokenized unlabeled texts for self-training (None when it is off), without the labeled splits' texts."""
+    if not recipe.train.self_training_rounds:
+        return None
+    d = recipe.data
+    texts = read_unlabeled(d.unlabeled, d.text_column, d.encoding)
+    known = {text for split in (splits.train, splits.validation, splits.test) if split is not None for text in split["text"]}
+    texts, dropped = without_known(texts, known)
+    if dropped:
+        accelerator.print(f"textxfer: note: self-training leaves out {dropped} of the {len(texts) + dropped} texts in "
+                          f"{d.unlabeled}: repeats, or texts of the train/validation/test rows", file=sys.stderr)
+    if not texts:
+        raise TextxferError(f"Every text in {d.unlabeled} is a repeat or one of the labeled train/validation/test "
+                            f"texts, so self-training has nothing to pseudo-label. Point `data.unlabeled` at other "
+                            f"in-domain texts, or set `train.self_training_rounds=0`.")
+    return TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": texts}), tokenizer, d.max_length, d.long_text,
+                                     d.stride, d.max_chunks))
+
+
+def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x, recipe: Recipe,
+                multi_label: bool) -> FitResult:
+    """Round 0 fits the head on the labeled rows; each later round adds the pseudo-labels of the
+    current head (see textxfer.self_training) and refits. Keeps the round best on validation."""
+    t = recipe.train
+    result = fit(train_x, train_y)
+    for entry in result.history:
+        entry.update(self_training_round=0, pseudo_labeled=0)
+    best_state = _trainable_snapshot(head)
+    for round_ in range(1, t.self_training_rounds + 1):
+        with torch.no_grad():
+            logits = head(unlabeled_x.to(accelerator.device)).cpu()
+        rows, labels = pseudo_labels(logits, t.self_training_per_class)
+        confidence = logits[rows].softmax(-1).max(-1).values.mean().item() if len(rows) else float("nan")
+        accelerator.print(f"textxfer: self-training round {round_}/{t.self_training_rounds}: {len(rows)} of "
+                          f"{len(unlabeled_x)} unlabeled texts pseudo-labelled (up to {t.self_training_per_class} "
+                          f"per class; mean confidence {confidence:.3f})")
+        fitted = fit(torch.cat([train_x, unlabeled_x[rows]]), torch.cat([train_y, labels]))
+        offset = len(result.history)
+        for entry in fitted.history:
+            entry.update(epoch=entry["epoch"] + offset, self_training_round=round_, pseudo_labeled=len(rows))
+        result.history += fitted.history
+        result.seconds += fitted.seconds
+        result.samples += fitted.samples
+        if fitted.best_score > result.best_score:  # ties keep the earlier round (fewer pseudo-labels)
+            result.best_epoch, result.best_score = fitted.best_epoch + offset, fitted.best_score
+            result.best_validation_logits = fitted.best_validation_logits
+            result.best_validation_labels = fitted.best_validation_labels
+            best_state = _trainable_snapshot(head)
+    _restore(head, best_state)
+    kept = result.history[result.best_epoch - 1]["self_training_round"]
+    accelerator.print(f"textxfer: self-training keeps round {kept} (best validation "
+                      f"{metrics_lib.selection_metric(multi_label).replace('_', '-')} {result.best_score:.4f})")
     return result

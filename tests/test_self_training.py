@@ -1,0 +1,118 @@
+"""Self-training: the most confident pseudo-labels per class join training, labeled texts never do,
+the round kept is the best on validation, and on real tickets it beats the labeled rows alone."""
+import csv
+import random
+
+import pytest
+import torch
+
+from conftest import SAMPLES, write_recipe
+from textxfer import load_classifier, load_recipe, train
+from textxfer.errors import TextxferError
+from textxfer.self_training import pseudo_labels, without_known
+
+
+def test_pseudo_labels_take_the_most_confident_texts_of_each_predicted_class():
+    logits = torch.tensor([[5.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0], [0, 4.0, 0], [0, 0.5, 0], [0, 0, 2.0]])
+    rows, labels = pseudo_labels(logits, per_class=2)
+    # class 0: rows 0 and 2, not the least sure row 1; class 1: both of its rows; class 2: its one row
+    assert rows.tolist() == [0, 2, 3, 4, 5]
+    assert labels.tolist() == [0, 0, 1, 1, 2]
+    rows, labels = pseudo_labels(torch.zeros(4, 2), per_class=1)  # all tied on class 0: the earliest row
+    assert rows.tolist() == [0] and labels.tolist() == [0]
+
+
+def test_without_known_drops_labeled_texts_and_repeats_keeping_order():
+    kept, dropped = without_known(["b", "a", "b", "c", "x"], known={"x"})
+    assert kept == ["b", "a", "c"] and dropped == 2
+
+
+def _rows(path):
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [(r["text"], r["label"]) for r in csv.DictReader(fh)]
+
+
+def _write(path, rows, header=("text", "label")):
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def _few_shot_files(tmp_path, per_class: int, validation_per_class: int, seed: int = 0):
+    """Labeled train / validation rows drawn per class from the tickets, the rest as unlabeled texts.
+    The unlabeled file also repeats one train and one validation text, which must be left out."""
+    test_texts = {text for text, _ in _rows(SAMPLES / "tickets_test.csv")}
+    rows = [row for row in {text: (text, label) for text, label in _rows(SAMPLES / "tickets_train.csv")}.values()
+            if row[0] not in test_texts]  # unique texts, none of them a test text
+    random.Random(seed).shuffle(rows)
+    train_rows, val_rows, rest, seen = [], [], [], {}
+    for text, label in rows:
+        n = seen[label] = seen.get(label, 0) + 1
+        (train_rows if n <= per_class else val_rows if n <= per_class + validation_per_class else rest).append((text, label))
+    unlabeled = [(t,) for t, _ in rest] + [(train_rows[0][0],), (val_rows[0][0],)]
+    return (_write(tmp_path / "train.csv", train_rows), _write(tmp_path / "validation.csv", val_rows),
+            _write(tmp_path / "unlabeled.csv", unlabeled, header=("text",)), len(rest))
+
+
+def test_rounds_are_recorded_and_the_best_validation_round_is_kept(tmp_path, tiny_bert, capsys):
+    train_file, val_file, unlabeled, n_rest = _few_shot_files(tmp_path, per_class=4, validation_per_class=6)
+    path = write_recipe(tmp_path, data={"train": train_file, "validation": val_file, "unlabeled": unlabeled,
+                                        "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
+                        model={"name": tiny_bert, "method": "feature_extraction"},
+                        train={"self_training_rounds": 2, "self_training_per_class": 15},
+                        output_dir=str(tmp_path / "run"))
+    metrics = train(load_recipe(path))
+    out, err = capsys.readouterr()
+    assert f"leaves out 2 of the {n_rest + 2} texts" in err  # the train and the validation text
+    history = metrics["history"]
+    assert [h["self_training_round"] for h in history] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three L2 fits per round
+    assert all(h["pseudo_labeled"] == 0 for h in history[:3])
+    assert all(0 < h["pseudo_labeled"] <= 15 * 10 for h in history[3:])
+    scores = [h["validation_macro_f1"] for h in history]
+    best = metrics["train"]["best_epoch"]
+    assert scores[best - 1] == max(scores) and scores.index(max(scores)) == best - 1  # first of the best
+    assert f"keeps round {history[best - 1]['self_training_round']}" in out
+    assert metrics["validation"]["macro_f1"] == pytest.approx(max(scores))
+    # the kept head is the one saved: the reloaded classifier reproduces the run's validation accuracy
+    val = _rows(val_file)
+    predicted = load_classifier(str(tmp_path / "run")).predict([t for t, _ in val])
+    accuracy = sum(p == label for p, (_, label) in zip(predicted, val)) / len(val)
+    assert accuracy == pytest.approx(metrics["validation"]["accuracy"], abs=1.5 / len(val))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model.method=full", "data.unlabeled=u.txt"], "Use `model.method=feature_extraction`"),
+    (["model.method=feature_extraction"], "Set `data.unlabeled=FILE`"),
+    (["model.method=feature_extraction", "data.unlabeled=u.txt", "data.multi_label=true"], "multi-label"),
+    (["model.method=feature_extraction", "data.unlabeled=u.txt", "train.head_solver=sgd"], "L-BFGS"),
+])
+def test_self_training_where_it_cannot_apply_is_refused(overrides, message):
+    with pytest.raises(TextxferError, match="self_training_rounds") as error:
+        load_recipe(None, ["data.train=x.csv", "train.self_training_rounds=2", *overrides])
+    assert message in str(error.value)
+
+
+def test_an_unlabeled_file_of_only_labeled_texts_is_an_error(tmp_path, tiny_bert, cli):
+    train_file = str(SAMPLES / "tickets_small.csv")
+    path = write_recipe(tmp_path, data={"train": train_file, "unlabeled": train_file, "max_length": 32},
+                        model={"name": tiny_bert, "method": "feature_extraction"},
+                        train={"self_training_rounds": 1}, output_dir=str(tmp_path / "run"))
+    code, _, err = cli("train", path)
+    assert code != 0 and "nothing to pseudo-label" in err and "tickets_small.csv" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_self_training_beats_the_labeled_rows_alone_on_real_tickets(tmp_path):
+    """MiniLM-L6 features, 3 labeled tickets per intent, ~1,100 unlabeled ones (10 intents, chance 10%)."""
+    train_file, val_file, unlabeled, _ = _few_shot_files(tmp_path, per_class=3, validation_per_class=20)
+    data = {"train": train_file, "validation": val_file, "unlabeled": unlabeled,
+            "test": str(SAMPLES / "tickets_test.csv"), "max_length": 48}
+    accuracy = {}
+    for rounds in (0, 3):
+        path = write_recipe(tmp_path / f"r{rounds}", data=data, model={"name": "minilm-l6", "method": "feature_extraction"},
+                            train={"self_training_rounds": rounds}, output_dir=str(tmp_path / f"run{rounds}"))
+        accuracy[rounds] = train(load_recipe(path))["test"]["accuracy"]
+    assert accuracy[3] > accuracy[0] + 0.01, accuracy

@@ -1,0 +1,43 @@
+"""Self-training (pseudo-labelling) of a feature-extraction head on unlabeled in-domain text.
+
+Each round, the current head predicts the unlabeled texts; for every predicted class, the
+`per_class` texts it is most confident about join the labeled rows with that class as their label,
+and the head is refit on the union (starting from the current head). Taking the same number per
+class keeps the pseudo-labels from piling onto the classes the head already favours. The backbone
+is frozen, so each unlabeled text goes through it once and every round costs one head fit. Which
+round to keep (0 = labeled rows only) is decided on the validation rows, which never take part.
+
+On Banking77 with 10 labeled examples per class and the other ~9,000 training texts as unlabeled
+pool, a logistic regression on MiniLM-L6 features went from 84.6% to 85.8% test accuracy (3
+seeds, 100 per class, 3 rounds); see docs/results.md.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def pseudo_labels(logits: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (sorted) and predicted classes of the `per_class` most confident rows predicted as each
+    class. Ties in confidence go to the earlier row, so the pick is deterministic."""
+    confidence, predicted = logits.float().softmax(-1).max(-1)
+    picked = []
+    for label in predicted.unique().tolist():
+        rows = (predicted == label).nonzero().squeeze(1)
+        order = torch.sort(confidence[rows], descending=True, stable=True).indices
+        picked.append(rows[order[:per_class]])
+    rows = torch.sort(torch.cat(picked)).values if picked else torch.empty(0, dtype=torch.long)
+    return rows, predicted[rows]
+
+
+def without_known(texts: list[str], known: set[str]) -> tuple[list[str], int]:
+    """`texts` minus exact repeats and minus texts of the labeled splits, in order; and how many went.
+
+    A validation or test text among the unlabeled ones would be trained on with its predicted label,
+    which would flatter the scores that choose the round and report the result.
+    """
+    kept, seen = [], set()
+    for text in texts:
+        if text not in known and text not in seen:
+            kept.append(text)
+            seen.add(text)
+    return kept, len(texts) - len(kept)
