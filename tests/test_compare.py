@@ -45,3 +45,33 @@ def test_compare_runs_every_cell_and_skips_finished_ones(tmp_path, tiny_bert, cl
     code, out, _ = cli(*args)  # everything is done: nothing runs again
     assert code == 0 and "run 1/12" not in out
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == records
+
+
+def _texts(path):
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [row["text"] for row in csv.DictReader(fh)]
+
+
+def test_self_training_cells_pseudo_label_the_rows_they_leave_unlabeled(tmp_path, tiny_bert, cli):
+    recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"),
+                                          "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
+                          model={"name": tiny_bert}, output_dir=str(tmp_path / "cmp"))
+    code, out, err = cli("compare", recipe, "--strategies", "self_training", "--per-class", "2,all", "--seeds", "1")
+    assert code == 0, err
+    assert "skipping self_training at per class all" in out  # every pool row is labeled there
+    records = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert [(r["strategy"], r["per_class"], r["n_train"]) for r in records] == [("self_training", 2, 20)]
+    import yaml
+
+    cell = yaml.safe_load((tmp_path / "cmp" / "runs" / "self_training-2-seed0" / "recipe.yaml").read_text())
+    assert cell["model"]["method"] == "feature_extraction" and cell["train"]["self_training_rounds"] == 3
+    labeled = _texts(tmp_path / "cmp" / "data" / "train-2-seed0.csv")
+    unlabeled = _texts(tmp_path / "cmp" / "data" / "unlabeled-2-seed0.csv")
+    validation = _texts(tmp_path / "cmp" / "data" / "validation.csv")
+    assert cell["data"]["unlabeled"].endswith("unlabeled-2-seed0.csv")
+    assert len(labeled) + len(unlabeled) + len(validation) == 60  # every row of tickets_small, once
+    assert not set(labeled) & set(unlabeled) and not set(validation) & set(unlabeled)
+    metrics = json.loads((tmp_path / "cmp" / "runs" / "self_training-2-seed0" / "metrics.json").read_text())
+    assert {h["self_training_round"] for h in metrics["history"]} == {0, 1, 2, 3}
