@@ -45,6 +45,11 @@ def test_compare_runs_every_cell_and_skips_finished_ones(tmp_path, tiny_bert, cl
     code, out, _ = cli(*args)  # everything is done: nothing runs again
     assert code == 0 and "run 1/12" not in out
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text()) == records
+    # a narrower invocation keeps the finished cells of the others in the report
+    code, out, _ = cli("compare", recipe, "--strategies", "base", "--per-class", "2", "--seeds", "1")
+    assert code == 0 and "run 1/1" not in out
+    narrower = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert all(f"`{s}`" in narrower for s in ("base", "scratch", "full")) and "| all |" in narrower
 
 
 def _texts(path):

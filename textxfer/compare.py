@@ -12,7 +12,9 @@ regression on frozen, mean-pooled backbone features, fit in seconds. `self_train
 
 Writes into the recipe's `output_dir`: `comparison.json` (one record per run), `comparison.md`
 (mean ± std per cell, best per budget in bold, gain over scratch, wall time) and
-`learning_curve.png`. Finished cells are kept in `runs/` and skipped when the command runs again.
+`learning_curve.png`. Finished cells are kept in `runs/` and skipped when the command runs again;
+the reports cover every finished cell in the folder, so a later invocation that adds strategies or
+budgets keeps the earlier ones in the table and the plot.
 """
 from __future__ import annotations
 
@@ -144,7 +146,11 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         records.append({**key, "n_train": len(rows), "test_accuracy": accuracy, "test_macro_f1": macro_f1,
                         "wall_seconds": seconds})
         write_json(root / "comparison.json", records)
-    write_reports(root, records, strategies, budgets, len(names))
+    # the reports cover every finished cell in the folder, also those of earlier invocations
+    done_strategies = {r["strategy"] for r in records}
+    done_budgets = {None if r["per_class"] == "all" else r["per_class"] for r in records}
+    write_reports(root, records, strategies + [s for s in STRATEGIES if s in done_strategies and s not in strategies],
+                  sorted(set(budgets) | done_budgets, key=lambda b: (b is None, b or 0)), len(names))
     return records
 
 
@@ -243,7 +249,8 @@ def write_reports(root: Path, records: list[dict], strategies: list[str], budget
             cells.append(f"**{text}**" if s == best else text)
         n = statistics.mean(r["n_train"] for r in records if r["per_class"] == ("all" if budget is None else budget))
         gain = f"{100 * (means[best] - means['scratch']):+.1f}" if "scratch" in means else "–"
-        times = " / ".join(f"{statistics.mean(cell(s, budget, 'wall_seconds')):.0f}" for s in strategies if cell(s, budget))
+        times = " / ".join(f"{statistics.mean(cell(s, budget, 'wall_seconds')):.0f}" if cell(s, budget) else "–"
+                           for s in strategies)
         lines.append(f"| {'all' if budget is None else budget} | {n:.0f} | " + " | ".join(cells) + f" | {gain} | {times} |")
     (root / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
