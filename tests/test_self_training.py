@@ -116,3 +116,15 @@ def test_self_training_beats_the_labeled_rows_alone_on_real_tickets(tmp_path):
                             train={"self_training_rounds": rounds}, output_dir=str(tmp_path / f"run{rounds}"))
         accuracy[rounds] = train(load_recipe(path))["test"]["accuracy"]
     assert accuracy[3] > accuracy[0] + 0.01, accuracy
+
+
+def test_long_texts_in_windows_are_pseudo_labelled_window_by_window(tmp_path, tiny_bert, capsys):
+    train_file, val_file, unlabeled, _ = _few_shot_files(tmp_path, per_class=4, validation_per_class=6)
+    path = write_recipe(tmp_path, data={"train": train_file, "validation": val_file, "unlabeled": unlabeled,
+                                        "max_length": 12, "long_text": "chunks", "stride": 2},
+                        model={"name": tiny_bert, "method": "feature_extraction"},
+                        train={"self_training_rounds": 1, "self_training_per_class": 5}, output_dir=str(tmp_path / "run"))
+    metrics = train(load_recipe(path))
+    assert "unlabeled windows pseudo-labelled" in capsys.readouterr().out
+    assert metrics["history"][-1]["pseudo_labeled"] <= 5 * 10
+    assert metrics["validation"]["n"] == len(_rows(val_file))  # scored per document, not per window

@@ -745,8 +745,9 @@ def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x
             logits = head(unlabeled_x.to(accelerator.device)).cpu()
         rows, labels = pseudo_labels(logits, t.self_training_per_class)
         confidence = logits[rows].softmax(-1).max(-1).values.mean().item() if len(rows) else float("nan")
+        unit = "windows" if recipe.data.long_text == "chunks" else "texts"  # chunks: each window on its own
         accelerator.print(f"textxfer: self-training round {round_}/{t.self_training_rounds}: {len(rows)} of "
-                          f"{len(unlabeled_x)} unlabeled texts pseudo-labelled (up to {t.self_training_per_class} "
+                          f"{len(unlabeled_x)} unlabeled {unit} pseudo-labelled (up to {t.self_training_per_class} "
                           f"per class; mean confidence {confidence:.3f})")
         fitted = fit(torch.cat([train_x, unlabeled_x[rows]]), torch.cat([train_y, labels]))
         offset = len(result.history)
