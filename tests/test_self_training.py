@@ -128,3 +128,20 @@ def test_long_texts_in_windows_are_pseudo_labelled_window_by_window(tmp_path, ti
     assert "unlabeled windows pseudo-labelled" in capsys.readouterr().out
     assert metrics["history"][-1]["pseudo_labeled"] <= 5 * 10
     assert metrics["validation"]["n"] == len(_rows(val_file))  # scored per document, not per window
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("missing.txt", None, "does not exist"),
+    ("latin.txt", "caf\xe9 card arrival\n".encode("latin-1"), "not valid utf-8"),
+    ("blank.txt", "\n  \n", "holds no text"),
+])
+def test_bad_unlabeled_files_are_explained(tmp_path, tiny_bert, cli, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    path = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"), "unlabeled": str(tmp_path / name),
+                                        "max_length": 32},
+                        model={"name": tiny_bert, "method": "feature_extraction"},
+                        train={"self_training_rounds": 1}, output_dir=str(tmp_path / "run"))
+    code, _, err = cli("train", path)
+    assert code == 2 and message in err and name in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
