@@ -59,19 +59,27 @@ def _texts(path):
         return [row["text"] for row in csv.DictReader(fh)]
 
 
-def test_self_training_cells_pseudo_label_the_rows_they_leave_unlabeled(tmp_path, tiny_bert, cli):
+def test_self_training_and_noisy_student_cells_pseudo_label_the_rows_they_leave_unlabeled(tmp_path, tiny_bert, cli):
     recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"),
                                           "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
                           model={"name": tiny_bert}, output_dir=str(tmp_path / "cmp"))
-    code, out, err = cli("compare", recipe, "--strategies", "self_training", "--per-class", "2,all", "--seeds", "1")
+    code, out, err = cli("compare", recipe, "--strategies", "self_training,noisy_student", "--per-class", "2,all",
+                         "--seeds", "1")
     assert code == 0, err
     assert "skipping self_training at per class all" in out  # every pool row is labeled there
+    assert "skipping noisy_student at per class all" in out
     records = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
-    assert [(r["strategy"], r["per_class"], r["n_train"]) for r in records] == [("self_training", 2, 20)]
+    assert [(r["strategy"], r["per_class"], r["n_train"]) for r in records] == [("self_training", 2, 20),
+                                                                                ("noisy_student", 2, 20)]
     import yaml
 
     cell = yaml.safe_load((tmp_path / "cmp" / "runs" / "self_training-2-seed0" / "recipe.yaml").read_text())
     assert cell["model"]["method"] == "feature_extraction" and cell["train"]["self_training_rounds"] == 3
+    assert cell["train"]["student_epochs"] == 0
+    student = yaml.safe_load((tmp_path / "cmp" / "runs" / "noisy_student-2-seed0" / "recipe.yaml").read_text())
+    assert student["train"]["self_training_rounds"] == 3 and student["train"]["student_epochs"] == 1
+    student_history = json.loads((tmp_path / "cmp" / "runs" / "noisy_student-2-seed0" / "metrics.json").read_text())["history"]
+    assert [h["student_epoch"] for h in student_history if "student_epoch" in h] == [1]
     labeled = _texts(tmp_path / "cmp" / "data" / "train-2-seed0.csv")
     unlabeled = _texts(tmp_path / "cmp" / "data" / "unlabeled-2-seed0.csv")
     validation = _texts(tmp_path / "cmp" / "data" / "validation.csv")

@@ -2,6 +2,7 @@
 the round kept is the best on validation, and on real tickets it beats the labeled rows alone."""
 import csv
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ import torch
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
 from textxfer.errors import TextxferError
-from textxfer.self_training import pseudo_labels, without_known
+from textxfer.batching import TokenizedDataset
+from textxfer.self_training import pseudo_labels, with_pseudo_labels, without_known
 
 
 def test_pseudo_labels_take_the_most_confident_texts_of_each_predicted_class():
@@ -25,6 +27,18 @@ def test_pseudo_labels_take_the_most_confident_texts_of_each_predicted_class():
 def test_without_known_drops_labeled_texts_and_repeats_keeping_order():
     kept, dropped = without_known(["b", "a", "b", "c", "x"], known={"x"})
     assert kept == ["b", "a", "c"] and dropped == 2
+
+
+def test_the_students_set_is_the_labeled_rows_then_the_picked_pseudo_labelled_ones():
+    labeled = TokenizedDataset({"input_ids": [[1, 5], [1, 6, 7]], "attention_mask": [[1, 1], [1, 1, 1]],
+                                "doc": [0, 1], "label": [2, 0]})
+    unlabeled = TokenizedDataset({"input_ids": [[1, 8], [1, 9], [1, 4, 4]], "attention_mask": [[1, 1], [1, 1], [1, 1, 1]],
+                                  "doc": [0, 1, 2]})
+    students = with_pseudo_labels(labeled, unlabeled, torch.tensor([0, 2]), torch.tensor([1, 2]))
+    assert students.columns["input_ids"] == [[1, 5], [1, 6, 7], [1, 8], [1, 4, 4]]
+    assert students.columns["label"] == [2, 0, 1, 2]
+    assert students.columns["doc"] == [0, 1, 2, 4]  # unlabeled documents numbered after the labeled ones
+    assert students.lengths == [2, 3, 2, 3] and labeled.columns["label"] == [2, 0]  # the labeled set is untouched
 
 
 def _rows(path):
@@ -92,6 +106,66 @@ def test_self_training_where_it_cannot_apply_is_refused(overrides, message):
     with pytest.raises(TextxferError, match="self_training_rounds") as error:
         load_recipe(None, ["data.train=x.csv", "train.self_training_rounds=2", *overrides])
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["train.student_epochs=1"], "self-training is off"),
+    (["train.self_training_rounds=1", "train.student_epochs=-1"], "must be 0 (off) or more"),
+    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_lr=0"], "above 0"),
+])
+def test_a_student_without_self_training_or_with_bad_settings_is_refused(overrides, message):
+    with pytest.raises(TextxferError, match="student_epochs") as error:
+        load_recipe(None, ["data.train=x.csv", "data.unlabeled=u.txt", "model.method=feature_extraction", *overrides])
+    assert message in str(error.value)
+
+
+def _backbone_weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(next(folder.glob("*.safetensors"))))
+
+
+def _student_recipe(tmp_path, tiny_bert, lr):
+    train_file, val_file, unlabeled, _ = _few_shot_files(tmp_path, per_class=4, validation_per_class=6)
+    return write_recipe(tmp_path, data={"train": train_file, "validation": val_file, "unlabeled": unlabeled,
+                                        "max_length": 32},
+                        model={"name": tiny_bert, "method": "feature_extraction"},
+                        train={"self_training_rounds": 1, "self_training_per_class": 15, "student_epochs": 3,
+                               "student_lr": lr, "batch_size": 16},
+                        output_dir=str(tmp_path / "run")), val_file
+
+
+def test_the_noisy_student_fine_tunes_the_backbone_and_is_kept_when_better_on_validation(tmp_path, tiny_bert, capsys):
+    """A random tiny backbone: fine-tuning it on labeled + pseudo-labelled tickets must beat a linear
+    head on its random features; the saved run is then the student, backbone included."""
+    path, val_file = _student_recipe(tmp_path, tiny_bert, lr=1e-3)
+    metrics = train(load_recipe(path))
+    out = capsys.readouterr().out
+    history = metrics["history"]
+    students = [h for h in history if "student_epoch" in h]
+    assert [h["student_epoch"] for h in students] == [1, 2, 3]
+    assert all(0 < h["pseudo_labeled"] <= 15 * 10 for h in students)
+    assert students[-1]["train_loss"] < students[0]["train_loss"]
+    teacher_best = max(h["validation_macro_f1"] for h in history if "student_epoch" not in h)
+    assert metrics["validation"]["macro_f1"] > teacher_best and "noisy student kept" in out
+    assert "student_epoch" in history[metrics["train"]["best_epoch"] - 1]
+    before, after = _backbone_weights(Path(tiny_bert)), _backbone_weights(tmp_path / "run" / "backbone")
+    changed = [k for k in after if not torch.equal(after[k], before[k])]
+    assert len(changed) > len(after) // 2  # the backbone trained (not just the head)
+    assert metrics["train"]["timings"]["student_seconds"] > 0
+    val = _rows(val_file)
+    predicted = load_classifier(str(tmp_path / "run")).predict([t for t, _ in val])
+    accuracy = sum(p == label for p, (_, label) in zip(predicted, val)) / len(val)
+    assert accuracy == pytest.approx(metrics["validation"]["accuracy"], abs=1.5 / len(val))
+
+
+def test_a_student_no_better_than_its_teacher_is_dropped_and_the_backbone_stays_pretrained(tmp_path, tiny_bert, capsys):
+    path, _ = _student_recipe(tmp_path, tiny_bert, lr=1e-12)  # too small to change a prediction: a tie at best
+    metrics = train(load_recipe(path))
+    assert "noisy student not kept" in capsys.readouterr().out
+    assert "student_epoch" not in metrics["history"][metrics["train"]["best_epoch"] - 1]
+    before, after = _backbone_weights(Path(tiny_bert)), _backbone_weights(tmp_path / "run" / "backbone")
+    assert all(torch.equal(after[k], before[k]) for k in after)
 
 
 def test_an_unlabeled_file_of_only_labeled_texts_is_an_error(tmp_path, tiny_bert, cli):

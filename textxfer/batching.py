@@ -85,8 +85,9 @@ def _spread(source: list[int], max_chunks: int) -> list[int]:
 class TokenizedDataset(Dataset):
     """Tokenized examples held as Python lists: indexing is a cheap list lookup, not an Arrow read."""
 
-    def __init__(self, dataset: datasets.Dataset):
-        data = dataset.to_dict()  # plain lists: fast to index (a datasets Column reads Arrow per item)
+    def __init__(self, dataset: datasets.Dataset | dict[str, list]):
+        # plain lists: fast to index (a datasets Column reads Arrow per item)
+        data = dataset if isinstance(dataset, dict) else dataset.to_dict()
         self.columns = {c: data[c] for c in (*MODEL_INPUTS, "label", "doc") if c in data}
         self.lengths = [len(ids) for ids in self.columns["input_ids"]]
 

@@ -8,7 +8,9 @@ with `per_class` examples of every class (`all`: everything). Each strategy uses
 epochs and learning rate. `base` is the quick baseline before any fine-tuning: a logistic
 regression on frozen, mean-pooled backbone features, fit in seconds. `self_training` is
 `feature_extraction` that also pseudo-labels the pool rows the cell leaves unlabeled
-(`train.self_training_rounds`, 3 unless the recipe sets it; no cell at `all`, where none are left).
+(`train.self_training_rounds`, 3 unless the recipe sets it; no cell at `all`, where none are left);
+`noisy_student` is `self_training` whose kept head then teaches a fine-tuned student
+(`train.student_epochs`, 1 unless the recipe sets it).
 
 Writes into the recipe's `output_dir`: `comparison.json` (one record per run), `comparison.md`
 (mean ± std per cell, best per budget in bold, gain over scratch, wall time) and
@@ -33,8 +35,10 @@ from .data import load_splits
 from .errors import TextxferError
 from .runfolder import write_json
 
-# `self_training`: feature extraction plus self-training on the pool rows the cell does not label
-STRATEGIES = ("base", *METHODS, "self_training")
+# `self_training`: feature extraction plus self-training on the pool rows the cell does not label;
+# `noisy_student`: the same, then a student fine-tuned on the self-trained head's pseudo-labels
+SELF_TRAINING = ("self_training", "noisy_student")
+STRATEGIES = ("base", *METHODS, *SELF_TRAINING)
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -112,8 +116,8 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         print(f"textxfer compare: run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}",
               flush=True)
         rows = subsample(pool_labels, per_class, seed)
-        if strategy == "self_training" and len(rows) == len(pool_texts):
-            print(f"textxfer compare: skipping self_training at per class {key['per_class']}: every pool row is "
+        if strategy in SELF_TRAINING and len(rows) == len(pool_texts):
+            print(f"textxfer compare: skipping {strategy} at per class {key['per_class']}: every pool row is "
                   f"labeled, none is left to pseudo-label", flush=True)
             continue
         started = time.perf_counter()
@@ -127,13 +131,14 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
             run_dir = root / "runs" / f"{strategy}-{tag}"
             _write_rows(train_file, [pool_texts[i] for i in rows], [names[pool_labels[i]] for i in rows])
             method, extra = strategy, []
-            if strategy == "self_training":
+            if strategy in SELF_TRAINING:
                 unlabeled_file = data_dir / f"unlabeled-{tag}.csv"
                 chosen = set(rows)
                 _write_rows(unlabeled_file, [text for i, text in enumerate(pool_texts) if i not in chosen])
                 method = "feature_extraction"
                 extra = [f"data.unlabeled={unlabeled_file}",
-                         f"train.self_training_rounds={base.train.self_training_rounds or 3}"]
+                         f"train.self_training_rounds={base.train.self_training_rounds or 3}",
+                         f"train.student_epochs={(base.train.student_epochs or 1) if strategy == 'noisy_student' else 0}"]
             cell = load_recipe(recipe_path, [*overrides, *extra, f"model.method={method}", f"train.seed={seed}",
                                              f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
                                              "data.text_column=text", "data.label_column=label",

@@ -122,6 +122,10 @@ class TrainConfig:
                                    "rows and the head is refit; the round with the best validation score is kept (0: off)")
     self_training_per_class: int = _f(100, "self-training: pseudo-labelled texts added per predicted class (the most "
                                       "confident ones)")
+    student_epochs: int = _f(0, "self-training, noisy student: after the rounds, fine-tune the backbone and the head "
+                             "together (dropout on) for this many epochs on the labeled rows plus the kept head's "
+                             "pseudo-labels; kept only if it scores better on validation (0: off)")
+    student_lr: float = _f(2e-5, "self-training: learning rate of the noisy-student fine-tuning (backbone and head)")
     focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
     tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
                                "(false: 0.5)")
@@ -471,7 +475,14 @@ def _check_self_training(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`train.self_training_rounds` in {where} must be 0 (off) or more and "
                             f"`train.self_training_per_class` at least 1; got {t.self_training_rounds} and "
                             f"{t.self_training_per_class}.")
+    if t.student_epochs < 0 or t.student_lr <= 0:
+        raise TextxferError(f"`train.student_epochs` in {where} must be 0 (off) or more and `train.student_lr` above "
+                            f"0; got {t.student_epochs} and {t.student_lr}.")
     if not t.self_training_rounds:
+        if t.student_epochs:
+            raise TextxferError(f"`train.student_epochs` in {where} fine-tunes a student on self-training's "
+                                f"pseudo-labels, and self-training is off. Set `train.self_training_rounds` (e.g. 3) "
+                                f"with `data.unlabeled=FILE`, or set `train.student_epochs=0`.")
         return
     problem = None
     if m.method != "feature_extraction":

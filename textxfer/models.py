@@ -3,7 +3,8 @@
 - `full`: a pretrained `AutoModelForSequenceClassification`; every weight trains.
 - `scratch`: the same architecture from its config with random weights (the no-transfer baseline).
 - `feature_extraction`: a frozen pretrained backbone whose pooled features feed a linear head
-  (`PooledClassifier`); the trainer computes the features once and trains the head alone.
+  (`PooledClassifier`); the trainer computes the features once and trains the head alone (with
+  `train.student_epochs`, self-training then fine-tunes the backbone too: see trainer.py).
 - `lora` / `qlora`: the pretrained classifier with LoRA adapters (on a 4-bit base for qlora); only the
   adapters and the head train (`adapters.py`). Encoders and Llama-style decoders alike.
 """
@@ -221,7 +222,8 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 
 class PooledClassifier(nn.Module):
-    """A frozen backbone, a pooling step and a linear head on L2-normalised features."""
+    """A frozen backbone, a pooling step and a linear head on L2-normalised features (the backbone
+    trains only in self-training's noisy-student phase)."""
 
     HEAD_FILE = "head.safetensors"
     BACKBONE_DIR = "backbone"
@@ -238,17 +240,22 @@ class PooledClassifier(nn.Module):
     def config(self):
         return self.backbone.config
 
-    @torch.inference_mode()
-    def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        """Normalised pooled backbone features of one batch (no gradients)."""
+    def encode(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """Normalised pooled backbone features of one batch; differentiable when the backbone trains
+        (the noisy student of self-training fine-tunes it)."""
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**kwargs).last_hidden_state
         return nn.functional.normalize(pool(hidden, attention_mask, self.head_config.pooling).float(), dim=-1)
 
+    @torch.inference_mode()
+    def features(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """Normalised pooled backbone features of one batch (no gradients)."""
+        return self.encode(input_ids, attention_mask, token_type_ids)
+
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        return self.head(self.features(input_ids, attention_mask, token_type_ids).clone())
+        return self.head(self.encode(input_ids, attention_mask, token_type_ids))
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Backbone in `backbone/` (standard HF folder), head weights and pooling beside it."""

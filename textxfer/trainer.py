@@ -36,7 +36,7 @@ from .errors import TextxferError
 from .losses import make_loss
 from .models import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
 from .runfolder import write_run
-from .self_training import pseudo_labels, without_known
+from .self_training import pseudo_labels, with_pseudo_labels, without_known
 from .strategies import L2SP, GradualUnfreezing, freeze_bottom, layerwise_groups
 
 
@@ -447,6 +447,11 @@ def _model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in MODEL_INPUTS or k == "position_ids"}
 
 
+def _logits(output) -> torch.Tensor:
+    """A transformers model returns an output object; a PooledClassifier returns the logits tensor."""
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
 def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
     weights = balanced_weights(train_set.columns["label"]) if recipe.train.sampler == "balanced" else None
     loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate, weights,
@@ -455,7 +460,7 @@ def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn,
     val_loader = accelerator.prepare(val_loader)
 
     def forward(m, batch):
-        return m(**_model_inputs(batch)).logits
+        return _logits(m(**_model_inputs(batch)))
 
     def evaluate(m):
         return _validation_scores(*_predict(accelerator, m, val_loader, forward), recipe, multi_label)
@@ -616,12 +621,18 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
             return _fit_head_lbfgs(accelerator, model.head, x, y, evaluate, loss_fn, multi_label)
 
         result = _self_train(accelerator, model.head, fit, train_x, train_y, unlabeled_x, recipe, multi_label)
+        head_seconds = result.seconds
+        if recipe.train.student_epochs:
+            result = _teach_student(accelerator, model, result, unlabeled_x, train_set, unlabeled_set, val_set, collate,
+                                    recipe, loss_fn, multi_label)
     elif head_solver(recipe) == "lbfgs":
         result = _fit_head_lbfgs(accelerator, model.head, train_x, train_y, evaluate, loss_fn, multi_label)
     else:
         result = _fit_head_sgd(accelerator, model.head, train_x, train_y, train_set, evaluate, recipe, loss_fn,
                                multi_label)
     result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
+    if unlabeled_x is not None and recipe.train.student_epochs:
+        result.timings.update(head_fit_seconds=head_seconds, student_seconds=result.seconds - head_seconds)
     result.seconds += feature_seconds
     return result
 
@@ -766,3 +777,50 @@ def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x
     accelerator.print(f"textxfer: self-training keeps round {kept} (best validation "
                       f"{metrics_lib.selection_metric(multi_label).replace('_', '-')} {result.best_score:.4f})")
     return result
+
+
+def _teach_student(accelerator, model: PooledClassifier, teacher: FitResult, unlabeled_x, train_set, unlabeled_set,
+                   val_set, collate, recipe: Recipe, loss_fn, multi_label: bool) -> FitResult:
+    """Noisy student (see textxfer.self_training): fine-tune the backbone and the teacher's head on the
+    labeled rows plus the teacher's pseudo-labels for `train.student_epochs` at `train.student_lr`,
+    as full fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints).
+    Keeps the student only if its best epoch beats the teacher on validation."""
+    t = recipe.train
+    with torch.no_grad():
+        logits = model.head(unlabeled_x.to(accelerator.device)).cpu()
+    rows, labels = pseudo_labels(logits, t.self_training_per_class)
+    students = with_pseudo_labels(train_set, unlabeled_set, rows, labels)
+    model.backbone.requires_grad_(True)
+    teacher_state = _trainable_snapshot(model)
+    unit = "windows" if recipe.data.long_text == "chunks" else "texts"
+    accelerator.print(f"textxfer: noisy student: fine-tuning all {count_parameters(model)[0]:,} parameters for "
+                      f"{t.student_epochs} epoch(s) at lr {t.student_lr:g}, dropout on, on {len(train_set)} labeled + "
+                      f"{len(rows)} pseudo-labelled {unit} (the teacher's most confident, up to "
+                      f"{t.self_training_per_class} per class)")
+    # The student trains like full fine-tuning; feature extraction's head-fit settings (many epochs
+    # at a high rate, min_steps) are for a linear head alone.
+    student_recipe = dataclasses.replace(recipe, train=dataclasses.replace(
+        t, epochs=t.student_epochs, lr=t.student_lr, min_steps=0))
+    student = _fine_tune(accelerator, model, students, val_set, collate, student_recipe, loss_fn, multi_label)
+    model.backbone.requires_grad_(False)
+    model.eval()
+    kept = teacher.history[teacher.best_epoch - 1]["self_training_round"]
+    offset = len(teacher.history)
+    for entry in student.history:
+        entry.update(epoch=entry["epoch"] + offset, self_training_round=kept, pseudo_labeled=len(rows),
+                     student_epoch=entry["epoch"])
+    teacher.history += student.history
+    teacher.seconds += student.seconds
+    teacher.samples += student.samples
+    select = metrics_lib.selection_metric(multi_label).replace("_", "-")
+    if student.best_score > teacher.best_score:
+        teacher.best_epoch, teacher.best_score = student.best_epoch + offset, student.best_score
+        teacher.best_validation_logits = student.best_validation_logits
+        teacher.best_validation_labels = student.best_validation_labels
+        accelerator.print(f"textxfer: noisy student kept: validation {select} {student.best_score:.4f} (student "
+                          f"epoch {student.best_epoch}) over the teacher's")
+    else:  # ties keep the teacher: the cheaper model to trust
+        _restore(model, teacher_state)
+        accelerator.print(f"textxfer: noisy student not kept: validation {select} {student.best_score:.4f} is no "
+                          f"better than the teacher's {teacher.best_score:.4f}; the run keeps the teacher (round {kept})")
+    return teacher
