@@ -112,6 +112,7 @@ def test_self_training_where_it_cannot_apply_is_refused(overrides, message):
     (["train.student_epochs=1"], "self-training is off"),
     (["train.self_training_rounds=1", "train.student_epochs=-1"], "must be 0 (off) or more"),
     (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_lr=0"], "above 0"),
+    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_generations=0"], "at least 1"),
 ])
 def test_a_student_without_self_training_or_with_bad_settings_is_refused(overrides, message):
     with pytest.raises(TextxferError, match="student_epochs") as error:
@@ -131,24 +132,33 @@ def _student_recipe(tmp_path, tiny_bert, lr):
                                         "max_length": 32},
                         model={"name": tiny_bert, "method": "feature_extraction"},
                         train={"self_training_rounds": 1, "self_training_per_class": 15, "student_epochs": 3,
-                               "student_lr": lr, "batch_size": 16},
+                               "student_lr": lr, "student_generations": 2, "batch_size": 16},
                         output_dir=str(tmp_path / "run")), val_file
 
 
-def test_the_noisy_student_fine_tunes_the_backbone_and_is_kept_when_better_on_validation(tmp_path, tiny_bert, capsys):
+def test_noisy_students_fine_tune_the_backbone_and_the_best_on_validation_is_kept(tmp_path, tiny_bert, capsys):
     """A random tiny backbone: fine-tuning it on labeled + pseudo-labelled tickets must beat a linear
-    head on its random features; the saved run is then the student, backbone included."""
+    head on its random features. A kept student teaches a second one; the saved run is the best model
+    on validation over the teacher and both students, backbone included."""
     path, val_file = _student_recipe(tmp_path, tiny_bert, lr=1e-3)
     metrics = train(load_recipe(path))
     out = capsys.readouterr().out
     history = metrics["history"]
-    students = [h for h in history if "student_epoch" in h]
-    assert [h["student_epoch"] for h in students] == [1, 2, 3]
-    assert all(0 < h["pseudo_labeled"] <= 15 * 10 for h in students)
-    assert students[-1]["train_loss"] < students[0]["train_loss"]
-    teacher_best = max(h["validation_macro_f1"] for h in history if "student_epoch" not in h)
-    assert metrics["validation"]["macro_f1"] > teacher_best and "noisy student kept" in out
-    assert "student_epoch" in history[metrics["train"]["best_epoch"] - 1]
+    first = [h for h in history if h.get("student_generation") == 1 and "student_epoch" in h]
+    assert [h["student_epoch"] for h in first] == [1, 2, 3]
+    assert all(0 < h["pseudo_labeled"] <= 15 * 10 for h in first)
+    assert first[-1]["train_loss"] < first[0]["train_loss"]
+    teacher_best = max(h["validation_macro_f1"] for h in history if h["student_generation"] == 0)
+    assert max(h["validation_macro_f1"] for h in first) > teacher_best and "noisy student 1 is the best so far" in out
+    # student 1 was kept, so it taught a second generation: its head refit on its own features (rounds 0
+    # and 1, three L2 strengths each), then student 2's three epochs
+    refits = [h for h in history if h["student_generation"] == 1 and "student_epoch" not in h]
+    assert [h["self_training_round"] for h in refits] == [0, 0, 0, 1, 1, 1]
+    assert [h["student_epoch"] for h in history if h["student_generation"] == 2] == [1, 2, 3]
+    scores = [h["validation_macro_f1"] for h in history]
+    best = metrics["train"]["best_epoch"]
+    assert scores.index(max(scores)) == best - 1 and metrics["validation"]["macro_f1"] == pytest.approx(max(scores))
+    assert history[best - 1]["student_generation"] >= 1
     before, after = _backbone_weights(Path(tiny_bert)), _backbone_weights(tmp_path / "run" / "backbone")
     changed = [k for k in after if not torch.equal(after[k], before[k])]
     assert len(changed) > len(after) // 2  # the backbone trained (not just the head)
@@ -162,8 +172,11 @@ def test_the_noisy_student_fine_tunes_the_backbone_and_is_kept_when_better_on_va
 def test_a_student_no_better_than_its_teacher_is_dropped_and_the_backbone_stays_pretrained(tmp_path, tiny_bert, capsys):
     path, _ = _student_recipe(tmp_path, tiny_bert, lr=1e-12)  # too small to change a prediction: a tie at best
     metrics = train(load_recipe(path))
-    assert "noisy student not kept" in capsys.readouterr().out
-    assert "student_epoch" not in metrics["history"][metrics["train"]["best_epoch"] - 1]
+    out = capsys.readouterr().out
+    assert "noisy student 1 is no better" in out and "stopping there" in out and "keeps the first teacher" in out
+    history = metrics["history"]
+    assert {h["student_generation"] for h in history} == {0, 1}  # no second generation
+    assert "student_epoch" not in history[metrics["train"]["best_epoch"] - 1]
     before, after = _backbone_weights(Path(tiny_bert)), _backbone_weights(tmp_path / "run" / "backbone")
     assert all(torch.equal(after[k], before[k]) for k in after)
 

@@ -151,10 +151,11 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         records.append({**key, "n_train": len(rows), "test_accuracy": accuracy, "test_macro_f1": macro_f1,
                         "wall_seconds": seconds})
         write_json(root / "comparison.json", records)
-    # the reports cover every finished cell in the folder, also those of earlier invocations
-    done_strategies = {r["strategy"] for r in records}
+    # the reports cover every finished cell in the folder, also those of earlier invocations; columns
+    # in the order the strategies first ran, so a later invocation does not reshuffle the table
+    done_strategies = list(dict.fromkeys(r["strategy"] for r in records))
     done_budgets = {None if r["per_class"] == "all" else r["per_class"] for r in records}
-    write_reports(root, records, strategies + [s for s in STRATEGIES if s in done_strategies and s not in strategies],
+    write_reports(root, records, done_strategies + [s for s in strategies if s not in done_strategies],
                   sorted(set(budgets) | done_budgets, key=lambda b: (b is None, b or 0)), len(names))
     return records
 

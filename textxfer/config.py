@@ -125,6 +125,9 @@ class TrainConfig:
     student_epochs: int = _f(0, "self-training, noisy student: after the rounds, fine-tune the backbone and the head "
                              "together (dropout on) for this many epochs on the labeled rows plus the kept head's "
                              "pseudo-labels; kept only if it scores better on validation (0: off)")
+    student_generations: int = _f(3, "noisy student: at most this many students, each taught by the previous one "
+                                  "(its head self-trained again on its own features); stops at the first student no "
+                                  "better on validation")
     student_lr: float = _f(2e-5, "self-training: learning rate of the noisy-student fine-tuning (backbone and head)")
     focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
     tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
@@ -475,9 +478,10 @@ def _check_self_training(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`train.self_training_rounds` in {where} must be 0 (off) or more and "
                             f"`train.self_training_per_class` at least 1; got {t.self_training_rounds} and "
                             f"{t.self_training_per_class}.")
-    if t.student_epochs < 0 or t.student_lr <= 0:
-        raise TextxferError(f"`train.student_epochs` in {where} must be 0 (off) or more and `train.student_lr` above "
-                            f"0; got {t.student_epochs} and {t.student_lr}.")
+    if t.student_epochs < 0 or t.student_lr <= 0 or t.student_generations < 1:
+        raise TextxferError(f"`train.student_epochs` in {where} must be 0 (off) or more, `train.student_lr` above 0 "
+                            f"and `train.student_generations` at least 1; got {t.student_epochs}, {t.student_lr} and "
+                            f"{t.student_generations}.")
     if not t.self_training_rounds:
         if t.student_epochs:
             raise TextxferError(f"`train.student_epochs` in {where} fine-tunes a student on self-training's "

@@ -599,42 +599,60 @@ def _identity(batch):
 def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, loss_fn, multi_label,
               unlabeled_set=None) -> FitResult:
     started = time.perf_counter()
-    bs = recipe.train.eval_batch_size
-    train_x, train_y = _features(accelerator, model, train_set, collate, bs, "train")
-    val_x, val_y = _features(accelerator, model, val_set, collate, bs, "validation")
-    unlabeled_x = _features(accelerator, model, unlabeled_set, collate, bs, "unlabeled")[0] if unlabeled_set else None
+    cached = _CachedFeatures.compute(accelerator, model, train_set, val_set, unlabeled_set, collate, recipe, multi_label)
     feature_seconds = time.perf_counter() - started
-    n_texts = len(train_x) + len(val_x) + (len(unlabeled_x) if unlabeled_x is not None else 0)
+    n_texts = len(cached.train_x) + len(cached.val_x) + (len(cached.unlabeled_x) if unlabeled_set else 0)
     accelerator.print(f"textxfer: cached backbone features of {n_texts} texts in {feature_seconds:.1f}s")
-    val_docs = torch.tensor(val_set.columns["doc"])
-
-    def evaluate(head):
-        was_training = head.training
-        head.eval()
-        with torch.inference_mode():
-            logits = head(val_x.to(accelerator.device)).cpu()
-        head.train(was_training)
-        return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
-
-    if unlabeled_x is not None:
-        def fit(x, y):
-            return _fit_head_lbfgs(accelerator, model.head, x, y, evaluate, loss_fn, multi_label)
-
-        result = _self_train(accelerator, model.head, fit, train_x, train_y, unlabeled_x, recipe, multi_label)
+    if unlabeled_set is not None:
+        result = _self_train(accelerator, model.head, cached, recipe, multi_label, loss_fn)
         head_seconds = result.seconds
         if recipe.train.student_epochs:
-            result = _teach_student(accelerator, model, result, unlabeled_x, train_set, unlabeled_set, val_set, collate,
-                                    recipe, loss_fn, multi_label)
+            result = _noisy_student(accelerator, model, result, train_set, unlabeled_set, val_set, collate, recipe,
+                                    loss_fn, multi_label, cached)
     elif head_solver(recipe) == "lbfgs":
-        result = _fit_head_lbfgs(accelerator, model.head, train_x, train_y, evaluate, loss_fn, multi_label)
+        result = _fit_head_lbfgs(accelerator, model.head, cached.train_x, cached.train_y, cached.evaluate, loss_fn,
+                                 multi_label)
     else:
-        result = _fit_head_sgd(accelerator, model.head, train_x, train_y, train_set, evaluate, recipe, loss_fn,
-                               multi_label)
+        result = _fit_head_sgd(accelerator, model.head, cached.train_x, cached.train_y, train_set, cached.evaluate,
+                               recipe, loss_fn, multi_label)
     result.timings = {"features_seconds": feature_seconds, "head_fit_seconds": result.seconds}
-    if unlabeled_x is not None and recipe.train.student_epochs:
+    if unlabeled_set is not None and recipe.train.student_epochs:
         result.timings.update(head_fit_seconds=head_seconds, student_seconds=result.seconds - head_seconds)
     result.seconds += feature_seconds
     return result
+
+
+@dataclass
+class _CachedFeatures:
+    """The frozen backbone's features of the train, validation and unlabeled texts, and a scorer of a
+    head on the validation features."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    unlabeled_x: torch.Tensor | None
+    evaluate: object  # head -> (scores, document logits, document labels) on validation
+
+    @classmethod
+    def compute(cls, accelerator, model: PooledClassifier, train_set, val_set, unlabeled_set, collate, recipe,
+                multi_label) -> "_CachedFeatures":
+        bs = recipe.train.eval_batch_size
+        train_x, train_y = _features(accelerator, model, train_set, collate, bs, "train")
+        val_x, val_y = _features(accelerator, model, val_set, collate, bs, "validation")
+        unlabeled_x = (_features(accelerator, model, unlabeled_set, collate, bs, "unlabeled")[0]
+                       if unlabeled_set is not None else None)
+        val_docs = torch.tensor(val_set.columns["doc"])
+
+        def evaluate(head):
+            was_training = head.training
+            head.eval()
+            with torch.inference_mode():
+                logits = head(val_x.to(accelerator.device)).cpu()
+            head.train(was_training)
+            return _validation_scores(logits, val_y, val_docs, recipe, multi_label)
+
+        return cls(train_x, train_y, val_x, val_y, unlabeled_x, evaluate)
 
 
 def _fit_head_sgd(accelerator, head: nn.Linear, train_x, train_y, train_set, evaluate, recipe, loss_fn,
@@ -742,11 +760,16 @@ def _unlabeled_set(recipe: Recipe, splits: Splits, tokenizer, accelerator: Accel
                                      d.stride, d.max_chunks))
 
 
-def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x, recipe: Recipe,
-                multi_label: bool) -> FitResult:
+def _self_train(accelerator, head: nn.Linear, cached: _CachedFeatures, recipe: Recipe, multi_label: bool,
+                loss_fn) -> FitResult:
     """Round 0 fits the head on the labeled rows; each later round adds the pseudo-labels of the
     current head (see textxfer.self_training) and refits. Keeps the round best on validation."""
     t = recipe.train
+    train_x, train_y, unlabeled_x = cached.train_x, cached.train_y, cached.unlabeled_x
+
+    def fit(x, y):
+        return _fit_head_lbfgs(accelerator, head, x, y, cached.evaluate, loss_fn, multi_label)
+
     result = fit(train_x, train_y)
     for entry in result.history:
         entry.update(self_training_round=0, pseudo_labeled=0)
@@ -761,16 +784,9 @@ def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x
                           f"{len(unlabeled_x)} unlabeled {unit} pseudo-labelled (up to {t.self_training_per_class} "
                           f"per class; mean confidence {confidence:.3f})")
         fitted = fit(torch.cat([train_x, unlabeled_x[rows]]), torch.cat([train_y, labels]))
-        offset = len(result.history)
         for entry in fitted.history:
-            entry.update(epoch=entry["epoch"] + offset, self_training_round=round_, pseudo_labeled=len(rows))
-        result.history += fitted.history
-        result.seconds += fitted.seconds
-        result.samples += fitted.samples
-        if fitted.best_score > result.best_score:  # ties keep the earlier round (fewer pseudo-labels)
-            result.best_epoch, result.best_score = fitted.best_epoch + offset, fitted.best_score
-            result.best_validation_logits = fitted.best_validation_logits
-            result.best_validation_labels = fitted.best_validation_labels
+            entry.update(self_training_round=round_, pseudo_labeled=len(rows))
+        if _absorb(result, fitted):  # ties keep the earlier round (fewer pseudo-labels)
             best_state = _trainable_snapshot(head)
     _restore(head, best_state)
     kept = result.history[result.best_epoch - 1]["self_training_round"]
@@ -779,48 +795,95 @@ def _self_train(accelerator, head: nn.Linear, fit, train_x, train_y, unlabeled_x
     return result
 
 
-def _teach_student(accelerator, model: PooledClassifier, teacher: FitResult, unlabeled_x, train_set, unlabeled_set,
-                   val_set, collate, recipe: Recipe, loss_fn, multi_label: bool) -> FitResult:
-    """Noisy student (see textxfer.self_training): fine-tune the backbone and the teacher's head on the
-    labeled rows plus the teacher's pseudo-labels for `train.student_epochs` at `train.student_lr`,
-    as full fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints).
-    Keeps the student only if its best epoch beats the teacher on validation."""
+def _absorb(result: FitResult, later: FitResult) -> bool:
+    """Append a later fit's epochs (renumbered) and time to `result`; take its best epoch and validation
+    outputs when strictly better. Returns whether it was better."""
+    offset = len(result.history)
+    for entry in later.history:
+        entry["epoch"] += offset
+    result.history += later.history
+    result.seconds += later.seconds
+    result.samples += later.samples
+    if later.best_score <= result.best_score:
+        return False
+    result.best_epoch, result.best_score = later.best_epoch + offset, later.best_score
+    result.best_validation_logits, result.best_validation_labels = later.best_validation_logits, later.best_validation_labels
+    return True
+
+
+def _noisy_student(accelerator, model: PooledClassifier, result: FitResult, train_set, unlabeled_set, val_set,
+                   collate, recipe: Recipe, loss_fn, multi_label: bool, cached: _CachedFeatures) -> FitResult:
+    """Noisy student (see textxfer.self_training), for `train.student_generations` generations. Each
+    student fine-tunes the backbone and its teacher's head on the labeled rows plus the teacher's
+    pseudo-labels; a kept student then teaches the next generation, after its head is self-trained
+    again on its own features. Stops at the first student no better on validation than the best model
+    so far; keeps that best model (the first teacher if no student beats it)."""
+    t = recipe.train
+    select = metrics_lib.selection_metric(multi_label).replace("_", "-")
+    for entry in result.history:
+        entry["student_generation"] = 0
+    best_state = _all_weights(model)
+    for generation in range(1, t.student_generations + 1):
+        if generation > 1:  # the last student teaches: its features, its head self-trained again on them
+            accelerator.print(f"textxfer: noisy student generation {generation}: student {generation - 1} teaches; "
+                              f"its head is self-trained again on its own features")
+            cached = _CachedFeatures.compute(accelerator, model, train_set, val_set, unlabeled_set, collate, recipe,
+                                             multi_label)
+            teacher = _self_train(accelerator, model.head, cached, recipe, multi_label, loss_fn)
+            for entry in teacher.history:
+                entry["student_generation"] = generation - 1
+            if _absorb(result, teacher):
+                best_state = _all_weights(model)
+        student = _train_student(accelerator, model, cached.unlabeled_x, train_set, unlabeled_set, val_set, collate,
+                                 recipe, loss_fn, multi_label, generation)
+        if _absorb(result, student):
+            best_state = _all_weights(model)
+            accelerator.print(f"textxfer: noisy student {generation} is the best so far: validation {select} "
+                              f"{student.best_score:.4f}")
+            continue
+        accelerator.print(f"textxfer: noisy student {generation} is no better than the best so far on validation "
+                          f"({select} {student.best_score:.4f} vs {result.best_score:.4f}); stopping there")
+        break
+    _restore(model, best_state)
+    best = result.history[result.best_epoch - 1]
+    kept = (f"student {best['student_generation']}" if "student_epoch" in best or best["student_generation"]
+            else f"the first teacher (self-training round {best['self_training_round']})")
+    accelerator.print(f"textxfer: the run keeps {kept} (validation {select} {result.best_score:.4f})")
+    return result
+
+
+def _all_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copies of every parameter (the student trains the backbone too)."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
+
+
+def _train_student(accelerator, model: PooledClassifier, unlabeled_x, train_set, unlabeled_set, val_set, collate,
+                   recipe: Recipe, loss_fn, multi_label: bool, generation: int) -> FitResult:
+    """One noisy student: fine-tune the backbone and the current (teacher's) head on the labeled rows
+    plus the teacher's pseudo-labels for `train.student_epochs` at `train.student_lr`, as full
+    fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints). Leaves
+    the model at the student's best epoch."""
     t = recipe.train
     with torch.no_grad():
         logits = model.head(unlabeled_x.to(accelerator.device)).cpu()
     rows, labels = pseudo_labels(logits, t.self_training_per_class)
     students = with_pseudo_labels(train_set, unlabeled_set, rows, labels)
     model.backbone.requires_grad_(True)
-    teacher_state = _trainable_snapshot(model)
     unit = "windows" if recipe.data.long_text == "chunks" else "texts"
-    accelerator.print(f"textxfer: noisy student: fine-tuning all {count_parameters(model)[0]:,} parameters for "
-                      f"{t.student_epochs} epoch(s) at lr {t.student_lr:g}, dropout on, on {len(train_set)} labeled + "
-                      f"{len(rows)} pseudo-labelled {unit} (the teacher's most confident, up to "
-                      f"{t.self_training_per_class} per class)")
+    accelerator.print(f"textxfer: noisy student {generation}/{t.student_generations}: fine-tuning all "
+                      f"{count_parameters(model)[0]:,} parameters for {t.student_epochs} epoch(s) at lr "
+                      f"{t.student_lr:g}, dropout on, on {len(train_set)} labeled + {len(rows)} pseudo-labelled "
+                      f"{unit} (the teacher's most confident, up to {t.self_training_per_class} per class)")
     # The student trains like full fine-tuning; feature extraction's head-fit settings (many epochs
     # at a high rate, min_steps) are for a linear head alone.
+    # Checkpoints (and resuming) cover the first student only: a later generation's checkpoint would be
+    # read back into the first one's loop on resume.
     student_recipe = dataclasses.replace(recipe, train=dataclasses.replace(
-        t, epochs=t.student_epochs, lr=t.student_lr, min_steps=0))
+        t, epochs=t.student_epochs, lr=t.student_lr, min_steps=0,
+        **({} if generation == 1 else {"save_every": 0, "resume": None})))
     student = _fine_tune(accelerator, model, students, val_set, collate, student_recipe, loss_fn, multi_label)
     model.backbone.requires_grad_(False)
     model.eval()
-    kept = teacher.history[teacher.best_epoch - 1]["self_training_round"]
-    offset = len(teacher.history)
     for entry in student.history:
-        entry.update(epoch=entry["epoch"] + offset, self_training_round=kept, pseudo_labeled=len(rows),
-                     student_epoch=entry["epoch"])
-    teacher.history += student.history
-    teacher.seconds += student.seconds
-    teacher.samples += student.samples
-    select = metrics_lib.selection_metric(multi_label).replace("_", "-")
-    if student.best_score > teacher.best_score:
-        teacher.best_epoch, teacher.best_score = student.best_epoch + offset, student.best_score
-        teacher.best_validation_logits = student.best_validation_logits
-        teacher.best_validation_labels = student.best_validation_labels
-        accelerator.print(f"textxfer: noisy student kept: validation {select} {student.best_score:.4f} (student "
-                          f"epoch {student.best_epoch}) over the teacher's")
-    else:  # ties keep the teacher: the cheaper model to trust
-        _restore(model, teacher_state)
-        accelerator.print(f"textxfer: noisy student not kept: validation {select} {student.best_score:.4f} is no "
-                          f"better than the teacher's {teacher.best_score:.4f}; the run keeps the teacher (round {kept})")
-    return teacher
+        entry.update(student_generation=generation, student_epoch=entry["epoch"], pseudo_labeled=len(rows))
+    return student
