@@ -846,8 +846,12 @@ def _noisy_student(accelerator, model: PooledClassifier, result: FitResult, trai
         break
     _restore(model, best_state)
     best = result.history[result.best_epoch - 1]
-    kept = (f"student {best['student_generation']}" if "student_epoch" in best or best["student_generation"]
-            else f"the first teacher (self-training round {best['self_training_round']})")
+    if "student_epoch" in best:
+        kept = f"student {best['student_generation']} (epoch {best['student_epoch']})"
+    elif best["student_generation"]:
+        kept = f"student {best['student_generation']} with its head self-trained on its own features"
+    else:
+        kept = f"the first teacher (self-training round {best['self_training_round']})"
     accelerator.print(f"textxfer: the run keeps {kept} (validation {select} {result.best_score:.4f})")
     return result
 
