@@ -163,6 +163,7 @@ def test_noisy_students_fine_tune_the_backbone_and_the_best_on_validation_is_kep
     changed = [k for k in after if not torch.equal(after[k], before[k])]
     assert len(changed) > len(after) // 2  # the backbone trained (not just the head)
     assert metrics["train"]["timings"]["student_seconds"] > 0
+    assert metrics["train"]["trainable_parameters"] == metrics["train"]["total_parameters"]
     val = _rows(val_file)
     predicted = load_classifier(str(tmp_path / "run")).predict([t for t, _ in val])
     accuracy = sum(p == label for p, (_, label) in zip(predicted, val)) / len(val)

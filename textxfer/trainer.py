@@ -140,7 +140,8 @@ def train(recipe: Recipe) -> dict:
             "wall_seconds": result.seconds,
             "epochs_run": len(result.history),
             "best_epoch": result.best_epoch,
-            "trainable_parameters": trainable,
+            # a noisy student fine-tunes the backbone too
+            "trainable_parameters": total if recipe.train.student_epochs else trainable,
             "total_parameters": total,
             "num_processes": accelerator.num_processes,
             "effective_batch_size": global_batch,
