@@ -90,3 +90,25 @@ def test_self_training_and_noisy_student_cells_pseudo_label_the_rows_they_leave_
     assert not set(labeled) & set(unlabeled) and not set(validation) & set(unlabeled)
     metrics = json.loads((tmp_path / "cmp" / "runs" / "self_training-2-seed0" / "metrics.json").read_text())
     assert {h["self_training_round"] for h in metrics["history"]} == {0, 1, 2, 3}
+
+
+def test_the_recipes_self_training_keys_set_up_the_self_training_cells_only(tmp_path, tiny_bert, cli):
+    """A compare recipe for `full` and friends may carry the self-training settings of its
+    `noisy_student` cells: they reach those cells and no others."""
+    recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"),
+                                          "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
+                          model={"name": tiny_bert, "method": "full"},
+                          train={"self_training_rounds": 1, "student_epochs": 2, "student_generations": 1},
+                          output_dir=str(tmp_path / "cmp"))
+    code, out, err = cli("compare", recipe, "--strategies", "feature_extraction,noisy_student", "--per-class", "2",
+                         "--seeds", "1")
+    assert code == 0, err
+    import yaml
+
+    runs = tmp_path / "cmp" / "runs"
+    plain = yaml.safe_load((runs / "feature_extraction-2-seed0" / "recipe.yaml").read_text())["train"]
+    student = yaml.safe_load((runs / "noisy_student-2-seed0" / "recipe.yaml").read_text())["train"]
+    assert plain["self_training_rounds"] == 0 and plain["student_epochs"] == 0
+    assert student["self_training_rounds"] == 1 and student["student_epochs"] == 2
+    history = json.loads((runs / "noisy_student-2-seed0" / "metrics.json").read_text())["history"]
+    assert [h["student_epoch"] for h in history if "student_epoch" in h] == [1, 2]

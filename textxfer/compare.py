@@ -10,7 +10,8 @@ regression on frozen, mean-pooled backbone features, fit in seconds. `self_train
 `feature_extraction` that also pseudo-labels the pool rows the cell leaves unlabeled
 (`train.self_training_rounds`, 3 unless the recipe sets it; no cell at `all`, where none are left);
 `noisy_student` is `self_training` whose kept head then teaches a fine-tuned student
-(`train.student_epochs`, 1 unless the recipe sets it).
+(`train.student_epochs`, 1 unless the recipe sets it). The recipe's self-training keys apply to
+those cells only, whatever the recipe's own `model.method`.
 
 Writes into the recipe's `output_dir`: `comparison.json` (one record per run), `comparison.md`
 (mean ± std per cell, best per budget in bold, gain over scratch, wall time) and
@@ -39,6 +40,8 @@ from .runfolder import write_json
 # `noisy_student`: the same, then a student fine-tuned on the self-trained head's pseudo-labels
 SELF_TRAINING = ("self_training", "noisy_student")
 STRATEGIES = ("base", *METHODS, *SELF_TRAINING)
+# What the other strategies' cells (and the recipe's own check) get: self-training off.
+SELF_TRAINING_OFF = ("train.self_training_rounds=0", "train.student_epochs=0")
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -85,7 +88,7 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
     """Run every (strategy, budget, seed) cell not already done; write the reports; return the records."""
     from .trainer import train
 
-    base = load_recipe(recipe_path, overrides)
+    base, self_training = _load_base(recipe_path, overrides, strategies)
     if base.data.multi_label:
         raise TextxferError("`textxfer compare` supports single-label recipes; multi-label runs can be compared "
                             "by training each recipe with `textxfer train`.")
@@ -130,15 +133,15 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
             train_file = data_dir / f"train-{tag}.csv"
             run_dir = root / "runs" / f"{strategy}-{tag}"
             _write_rows(train_file, [pool_texts[i] for i in rows], [names[pool_labels[i]] for i in rows])
-            method, extra = strategy, []
+            method, extra = strategy, list(SELF_TRAINING_OFF)
             if strategy in SELF_TRAINING:
                 unlabeled_file = data_dir / f"unlabeled-{tag}.csv"
                 chosen = set(rows)
                 _write_rows(unlabeled_file, [text for i, text in enumerate(pool_texts) if i not in chosen])
                 method = "feature_extraction"
                 extra = [f"data.unlabeled={unlabeled_file}",
-                         f"train.self_training_rounds={base.train.self_training_rounds or 3}",
-                         f"train.student_epochs={(base.train.student_epochs or 1) if strategy == 'noisy_student' else 0}"]
+                         f"train.self_training_rounds={self_training.self_training_rounds}",
+                         f"train.student_epochs={(self_training.student_epochs or 1) if strategy == 'noisy_student' else 0}"]
             cell = load_recipe(recipe_path, [*overrides, *extra, f"model.method={method}", f"train.seed={seed}",
                                              f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
                                              "data.text_column=text", "data.label_column=label",
@@ -158,6 +161,20 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
     write_reports(root, records, done_strategies + [s for s in strategies if s not in done_strategies],
                   sorted(set(budgets) | done_budgets, key=lambda b: (b is None, b or 0)), len(names))
     return records
+
+
+def _load_base(recipe_path: str, overrides: list[str], strategies: list[str]):
+    """The recipe, and the train settings of its self-training cells. The recipe's self-training keys
+    (`train.self_training_rounds`, `train.student_epochs`, ...) configure the `self_training` and
+    `noisy_student` cells only: the recipe itself is checked with them off (its own method may be
+    `full`), and they are checked as the feature-extraction cells that use them will be."""
+    base = load_recipe(recipe_path, [*overrides, *SELF_TRAINING_OFF])
+    if not any(s in SELF_TRAINING for s in strategies):
+        return base, base.train
+    # each cell names its own unlabeled file (a placeholder stands in) and runs 3 rounds unless told
+    as_cell = [*overrides, "model.method=feature_extraction", "data.unlabeled=pool"]
+    rounds = load_recipe(recipe_path, [*as_cell, "train.student_epochs=0"]).train.self_training_rounds or 3
+    return base, load_recipe(recipe_path, [*as_cell, f"train.self_training_rounds={rounds}"]).train
 
 
 def _cell_key(strategy: str, per_class: int | None, seed: int) -> dict:
