@@ -776,13 +776,9 @@ def _self_train(accelerator, head: nn.Linear, cached: _CachedFeatures, recipe: R
         entry.update(self_training_round=0, pseudo_labeled=0)
     best_state = _trainable_snapshot(head)
     for round_ in range(1, t.self_training_rounds + 1):
-        with torch.no_grad():
-            logits = head(unlabeled_x.to(accelerator.device)).cpu()
-        rows, labels = pseudo_labels(logits, t.self_training_per_class)
-        confidence = logits[rows].softmax(-1).max(-1).values.mean().item() if len(rows) else float("nan")
-        unit = "windows" if recipe.data.long_text == "chunks" else "texts"  # chunks: each window on its own
+        rows, labels, confidence = _teacher_picks(accelerator, head, unlabeled_x, t.self_training_per_class)
         accelerator.print(f"textxfer: self-training round {round_}/{t.self_training_rounds}: {len(rows)} of "
-                          f"{len(unlabeled_x)} unlabeled {unit} pseudo-labelled (up to {t.self_training_per_class} "
+                          f"{len(unlabeled_x)} unlabeled {_unit(recipe)} pseudo-labelled (up to {t.self_training_per_class} "
                           f"per class; mean confidence {confidence:.3f})")
         fitted = fit(torch.cat([train_x, unlabeled_x[rows]]), torch.cat([train_y, labels]))
         for entry in fitted.history:
@@ -794,6 +790,20 @@ def _self_train(accelerator, head: nn.Linear, cached: _CachedFeatures, recipe: R
     accelerator.print(f"textxfer: self-training keeps round {kept} (best validation "
                       f"{metrics_lib.selection_metric(multi_label).replace('_', '-')} {result.best_score:.4f})")
     return result
+
+
+def _teacher_picks(accelerator, head: nn.Linear, unlabeled_x: torch.Tensor, per_class: int):
+    """The head's pseudo-labels (see textxfer.self_training.pseudo_labels) and their mean confidence."""
+    with torch.no_grad():
+        logits = head(unlabeled_x.to(accelerator.device)).cpu()
+    rows, labels = pseudo_labels(logits, per_class)
+    confidence = logits[rows].softmax(-1).max(-1).values.mean().item() if len(rows) else float("nan")
+    return rows, labels, confidence
+
+
+def _unit(recipe: Recipe) -> str:
+    """What an unlabeled example is: with `long_text: chunks` each window is pseudo-labelled on its own."""
+    return "windows" if recipe.data.long_text == "chunks" else "texts"
 
 
 def _absorb(result: FitResult, later: FitResult) -> bool:
@@ -869,16 +879,13 @@ def _train_student(accelerator, model: PooledClassifier, unlabeled_x, train_set,
     fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints). Leaves
     the model at the student's best epoch."""
     t = recipe.train
-    with torch.no_grad():
-        logits = model.head(unlabeled_x.to(accelerator.device)).cpu()
-    rows, labels = pseudo_labels(logits, t.self_training_per_class)
+    rows, labels, _ = _teacher_picks(accelerator, model.head, unlabeled_x, t.self_training_per_class)
     students = with_pseudo_labels(train_set, unlabeled_set, rows, labels)
     model.backbone.requires_grad_(True)
-    unit = "windows" if recipe.data.long_text == "chunks" else "texts"
     accelerator.print(f"textxfer: noisy student {generation}/{t.student_generations}: fine-tuning all "
                       f"{count_parameters(model)[0]:,} parameters for {t.student_epochs} epoch(s) at lr "
                       f"{t.student_lr:g}, dropout on, on {len(train_set)} labeled + {len(rows)} pseudo-labelled "
-                      f"{unit} (the teacher's most confident, up to {t.self_training_per_class} per class)")
+                      f"{_unit(recipe)} (the teacher's most confident, up to {t.self_training_per_class} per class)")
     # The student trains like full fine-tuning; feature extraction's head-fit settings (many epochs
     # at a high rate, min_steps) are for a linear head alone.
     # Checkpoints (and resuming) cover the first student only: a later generation's checkpoint would be
