@@ -5,7 +5,8 @@ import pytest
 
 import torch
 
-from textxfer.batching import LengthBucketBatchSampler, PadCollator, TokenizedDataset, eval_loader
+from textxfer.batching import (LengthBucketBatchSampler, PadCollator, TokenizedDataset, TokenNoise, eval_loader,
+                               train_loader)
 
 
 def lengths(n=1000, seed=0):
@@ -74,3 +75,50 @@ def test_batches_split_evenly_over_processes_without_repeats(rows, shards):
     batches = sampler.batches()
     assert len(batches) % shards == 0 and len(batches) == len(sampler)
     assert sorted(i for b in batches for i in b) == list(range(rows))
+
+
+def _noisy_batches(noise, epoch=0, seed=3):
+    """All batches of one epoch of 200 texts ([CLS]=101 ... [SEP]=102, 5-40 tokens) through train_loader."""
+    rng = random.Random(0)
+    ids = [[101] + [rng.randint(1000, 2000) for _ in range(rng.randint(3, 38))] + [102] for _ in range(200)]
+    dataset = TokenizedDataset({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
+                                "label": [i % 3 for i in range(200)], "doc": list(range(200))})
+    loader, sampler = train_loader(dataset, 16, seed, PadCollator(0), noise=noise)
+    sampler.start_epoch(epoch)
+    return list(loader), ids
+
+
+def test_token_noise_masks_about_its_share_of_real_tokens_and_never_special_ones_or_padding():
+    clean, ids = _noisy_batches(None)
+    noisy, _ = _noisy_batches(TokenNoise(0.15, mask_token_id=103, special_ids=(0, 101, 102, 103)))
+    masked = maskable = 0
+    for c, n in zip(clean, noisy):
+        assert torch.equal(c["labels"], n["labels"]) and torch.equal(c["attention_mask"], n["attention_mask"])
+        changed = c["input_ids"] != n["input_ids"]
+        assert (n["input_ids"][changed] == 103).all()  # replaced by the mask token, nothing else
+        real = (c["attention_mask"] == 1) & (c["input_ids"] != 101) & (c["input_ids"] != 102)
+        assert not changed[~real].any()  # [CLS], [SEP] and padding stay
+        masked, maskable = masked + changed.sum().item(), maskable + real.sum().item()
+    assert 0.12 < masked / maskable < 0.18, masked / maskable
+
+
+def test_token_noise_is_the_same_for_the_same_batch_and_epoch_and_changes_with_the_epoch():
+    """Seeded by the batch and the epoch, not by global RNG state: a resumed run masks as the
+    uninterrupted one did, whatever else drew random numbers in between."""
+    noise = TokenNoise(0.15, mask_token_id=103, special_ids=(0, 101, 102))
+    first, _ = _noisy_batches(noise)
+    torch.rand(1000)
+    again, _ = _noisy_batches(noise)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(first, again))
+    later, _ = _noisy_batches(noise, epoch=1)
+    # epoch 1 shuffles differently: compare each text's masking between the epochs
+    rows0 = {d: r for b in first for d, r in zip(b["doc"].tolist(), b["input_ids"])}
+    rows1 = {d: r for b in later for d, r in zip(b["doc"].tolist(), b["input_ids"])}
+    differ = sum(not torch.equal(rows0[d][rows0[d] != 0], rows1[d][rows1[d] != 0]) for d in rows0)
+    assert differ > 100
+
+
+def test_no_token_noise_at_probability_zero():
+    clean, _ = _noisy_batches(None)
+    zero, _ = _noisy_batches(TokenNoise(0.0, mask_token_id=103, special_ids=(0, 101, 102)))
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(clean, zero))

@@ -120,6 +120,14 @@ def test_a_student_without_self_training_or_with_bad_settings_is_refused(overrid
     assert message in str(error.value)
 
 
+@pytest.mark.parametrize("noise", ["1", "-0.1"])
+def test_student_noise_outside_zero_to_one_is_refused(noise):
+    with pytest.raises(TextxferError, match="student_noise") as error:
+        load_recipe(None, ["data.train=x.csv", "data.unlabeled=u.txt", "model.method=feature_extraction",
+                           "train.self_training_rounds=1", "train.student_epochs=1", f"train.student_noise={noise}"])
+    assert f"got {float(noise)}" in str(error.value)
+
+
 def _backbone_weights(folder):
     from safetensors.torch import load_file
 
@@ -150,6 +158,7 @@ def test_noisy_students_fine_tune_the_backbone_and_the_best_on_validation_is_kep
     assert first[-1]["train_loss"] < first[0]["train_loss"]
     teacher_best = max(h["validation_macro_f1"] for h in history if h["student_generation"] == 0)
     assert max(h["validation_macro_f1"] for h in first) > teacher_best and "noisy student 1 is the best so far" in out
+    assert "15% of input tokens masked" in out  # train.student_noise's default reaches the students
     # student 1 was kept, so it taught a second generation: its head refit on its own features (rounds 0
     # and 1, three L2 strengths each), then student 2's three epochs
     refits = [h for h in history if h["student_generation"] == 1 and "student_epoch" not in h]
@@ -180,6 +189,26 @@ def test_a_student_no_better_than_its_teacher_is_dropped_and_the_backbone_stays_
     assert "student_epoch" not in history[metrics["train"]["best_epoch"] - 1]
     before, after = _backbone_weights(Path(tiny_bert)), _backbone_weights(tmp_path / "run" / "backbone")
     assert all(torch.equal(after[k], before[k]) for k in after)
+
+
+def test_students_of_a_tokenizer_without_a_mask_token_need_student_noise_zero(tmp_path, tiny_bert, cli):
+    """Decoder tokenizers usually have no mask token: masking input tokens is then impossible, and
+    the run says so up front (before any feature is computed) instead of failing deep inside."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "no-mask-bert"
+    shutil.copytree(tiny_bert, folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(str(folder))
+    path, _ = _student_recipe(tmp_path, str(folder), lr=1e-3)
+    code, _, err = cli("train", path, "train.student_generations=1", "train.student_epochs=1")
+    assert code != 0 and "train.student_noise=0" in err and "no-mask-bert" in err and "Traceback" not in err
+    code, out, err = cli("train", path, "train.student_generations=1", "train.student_epochs=1", "train.student_noise=0")
+    assert code == 0, err
+    assert "no input masking" in out
 
 
 def test_an_unlabeled_file_of_only_labeled_texts_is_an_error(tmp_path, tiny_bert, cli):

@@ -7,6 +7,9 @@ epoch), so padding is small without giving up randomness. Evaluation runs in len
 from __future__ import annotations
 
 import random
+import zlib
+from array import array
+from dataclasses import dataclass
 from typing import Iterator
 
 import datasets
@@ -224,14 +227,51 @@ def balanced_weights(labels: list) -> list[float]:
     return [1.0 / counts[label] for label in labels]
 
 
+@dataclass(frozen=True)
+class TokenNoise:
+    """Input noise for training batches (a noisy student's): each real token that is not a special
+    token is replaced by `mask_token_id` with probability `probability`."""
+
+    probability: float
+    mask_token_id: int
+    special_ids: tuple[int, ...]
+
+
+class MaskingCollator:
+    """A collator that pads as `collate` does, then masks tokens as `noise` says.
+
+    The draw for a batch is seeded from `seed`, the sampler's epoch and the batch's documents and
+    lengths, never from a global RNG: a run resumed mid-epoch masks each batch exactly as the
+    uninterrupted run did, and the same example is masked differently in each epoch.
+    """
+
+    def __init__(self, collate: PadCollator, noise: TokenNoise, sampler: LengthBucketBatchSampler, seed: int):
+        self.collate, self.noise, self.sampler, self.seed = collate, noise, sampler, seed
+        self.special_ids = torch.tensor(noise.special_ids, dtype=torch.long)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.collate(examples)
+        ids = batch["input_ids"]
+        key = array("q", [self.seed, self.sampler.epoch, *(e["doc"] for e in examples),
+                          *(len(e["input_ids"]) for e in examples)])
+        generator = torch.Generator().manual_seed(zlib.crc32(key.tobytes()))
+        maskable = batch["attention_mask"].bool() & ~torch.isin(ids, self.special_ids)
+        hit = (torch.rand(ids.shape, generator=generator) < self.noise.probability) & maskable
+        batch["input_ids"] = ids.masked_fill(hit, self.noise.mask_token_id)
+        return batch
+
+
 def train_loader(dataset: TokenizedDataset, batch_size: int, seed: int, collate: PadCollator,
-                 weights: list[float] | None = None, num_shards: int = 1):
+                 weights: list[float] | None = None, num_shards: int = 1, noise: TokenNoise | None = None):
     """A DataLoader of length-bucketed, shuffled batches; returns (loader, sampler) for `start_epoch`.
 
     `num_shards` (the number of processes) makes the batch count a multiple of it, so that every
-    example is seen exactly once per epoch across processes.
+    example is seen exactly once per epoch across processes. `noise` masks tokens of every batch
+    (see MaskingCollator).
     """
     sampler = LengthBucketBatchSampler(dataset.lengths, batch_size, seed, weights=weights, num_shards=num_shards)
+    if noise is not None and noise.probability > 0:
+        collate = MaskingCollator(collate, noise, sampler, seed)
     # Its own generator: otherwise every new iterator draws a seed from the global torch RNG, and a
     # resumed run (whose RNG state is restored before the iterator exists) would shift dropout noise.
     generator = torch.Generator().manual_seed(seed)

@@ -129,6 +129,9 @@ class TrainConfig:
                                   "(its head self-trained again on its own features); stops at the first student no "
                                   "better on validation")
     student_lr: float = _f(2e-5, "self-training: learning rate of the noisy-student fine-tuning (backbone and head)")
+    student_noise: float = _f(0.15, "noisy student: share of each student's input tokens replaced by the mask token "
+                              "in training (input noise, as Noisy Student prescribes; validation and prediction see "
+                              "clean text; 0: dropout is the only noise)")
     focal_gamma: float = _f(2.0, "focal loss: how strongly easy examples are down-weighted")
     tune_thresholds: bool = _f(True, "multi-label: pick each label's decision threshold for the best F1 on validation "
                                "(false: 0.5)")
@@ -482,6 +485,9 @@ def _check_self_training(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`train.student_epochs` in {where} must be 0 (off) or more, `train.student_lr` above 0 "
                             f"and `train.student_generations` at least 1; got {t.student_epochs}, {t.student_lr} and "
                             f"{t.student_generations}.")
+    if not 0 <= t.student_noise < 1:
+        raise TextxferError(f"`train.student_noise` in {where} is the share of a noisy student's input tokens that are "
+                            f"masked: it must be at least 0 (no masking) and below 1; got {t.student_noise}.")
     if not t.self_training_rounds:
         if t.student_epochs:
             raise TextxferError(f"`train.student_epochs` in {where} fine-tunes a student on self-training's "

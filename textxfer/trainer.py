@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from . import checkpoints
 from . import metrics as metrics_lib
-from .batching import MODEL_INPUTS, PadCollator, TokenizedDataset, balanced_weights, eval_loader, tokenize, train_loader
+from .batching import (MODEL_INPUTS, PadCollator, TokenizedDataset, TokenNoise, balanced_weights, eval_loader, tokenize,
+                       train_loader)
 from .config import METHOD_DEFAULTS, MIN_STEPS, Recipe
 from .data import Splits, load_splits, read_unlabeled
 from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
@@ -90,6 +91,7 @@ def train(recipe: Recipe) -> dict:
     for note in splits.notes:
         accelerator.print(f"textxfer: note: {note}", file=sys.stderr)
     tokenizer = build_tokenizer(recipe.model)
+    noise = _student_noise(recipe, tokenizer)  # refuses before any work when it cannot apply
     set_seed(seed)  # before the model is built: the new head's initialisation is seeded
     model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id, splits.multi_label,
                         recipe.train.gradient_checkpointing)
@@ -125,7 +127,7 @@ def train(recipe: Recipe) -> dict:
     collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
     if recipe.model.method == "feature_extraction":
         result = _fit_head(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label,
-                           unlabeled_set)
+                           unlabeled_set, noise)
     else:
         if recipe.model.method == "lp_ft":
             _linear_probe(accelerator, model, train_set, val_set, collate, recipe, loss_fn, splits.multi_label)
@@ -453,10 +455,11 @@ def _logits(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.logits
 
 
-def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label) -> FitResult:
+def _fine_tune(accelerator, model, train_set, val_set, collate, recipe, loss_fn, multi_label,
+               noise: TokenNoise | None = None) -> FitResult:
     weights = balanced_weights(train_set.columns["label"]) if recipe.train.sampler == "balanced" else None
     loader, sampler = train_loader(train_set, recipe.train.batch_size, recipe.train.seed, collate, weights,
-                                   num_shards=accelerator.num_processes)
+                                   num_shards=accelerator.num_processes, noise=noise)
     val_loader, _ = eval_loader(val_set, recipe.train.eval_batch_size, collate)
     val_loader = accelerator.prepare(val_loader)
 
@@ -598,7 +601,7 @@ def _identity(batch):
 
 
 def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate, recipe, loss_fn, multi_label,
-              unlabeled_set=None) -> FitResult:
+              unlabeled_set=None, noise: TokenNoise | None = None) -> FitResult:
     started = time.perf_counter()
     cached = _CachedFeatures.compute(accelerator, model, train_set, val_set, unlabeled_set, collate, recipe, multi_label)
     feature_seconds = time.perf_counter() - started
@@ -609,7 +612,7 @@ def _fit_head(accelerator, model: PooledClassifier, train_set, val_set, collate,
         head_seconds = result.seconds
         if recipe.train.student_epochs:
             result = _noisy_student(accelerator, model, result, train_set, unlabeled_set, val_set, collate, recipe,
-                                    loss_fn, multi_label, cached)
+                                    loss_fn, multi_label, cached, noise)
     elif head_solver(recipe) == "lbfgs":
         result = _fit_head_lbfgs(accelerator, model.head, cached.train_x, cached.train_y, cached.evaluate, loss_fn,
                                  multi_label)
@@ -823,7 +826,8 @@ def _absorb(result: FitResult, later: FitResult) -> bool:
 
 
 def _noisy_student(accelerator, model: PooledClassifier, result: FitResult, train_set, unlabeled_set, val_set,
-                   collate, recipe: Recipe, loss_fn, multi_label: bool, cached: _CachedFeatures) -> FitResult:
+                   collate, recipe: Recipe, loss_fn, multi_label: bool, cached: _CachedFeatures,
+                   noise: TokenNoise | None) -> FitResult:
     """Noisy student (see textxfer.self_training), for `train.student_generations` generations. Each
     student fine-tunes the backbone and its teacher's head on the labeled rows plus the teacher's
     pseudo-labels; a kept student then teaches the next generation, after its head is self-trained
@@ -846,7 +850,7 @@ def _noisy_student(accelerator, model: PooledClassifier, result: FitResult, trai
             if _absorb(result, teacher):
                 best_state = _all_weights(model)
         student = _train_student(accelerator, model, cached.unlabeled_x, train_set, unlabeled_set, val_set, collate,
-                                 recipe, loss_fn, multi_label, generation)
+                                 recipe, loss_fn, multi_label, generation, noise)
         if _absorb(result, student):
             best_state = _all_weights(model)
             accelerator.print(f"textxfer: noisy student {generation} is the best so far: validation {select} "
@@ -867,24 +871,43 @@ def _noisy_student(accelerator, model: PooledClassifier, result: FitResult, trai
     return result
 
 
+def _student_noise(recipe: Recipe, tokenizer) -> TokenNoise | None:
+    """The noisy students' input noise (`train.student_noise` of the tokens masked), or None without students."""
+    t = recipe.train
+    if not (t.self_training_rounds and t.student_epochs and t.student_noise):
+        return None
+    if tokenizer.mask_token_id is None:
+        raise TextxferError(f"`train.student_noise={t.student_noise:g}` replaces a share of each noisy student's input "
+                            f"tokens with the tokenizer's mask token, and the tokenizer of `model.name={recipe.model.name}` "
+                            f"has none (decoder tokenizers usually don't). Set `train.student_noise=0` to train the "
+                            f"students with dropout as their only noise.")
+    return TokenNoise(t.student_noise, tokenizer.mask_token_id, tuple(tokenizer.all_special_ids))
+
+
+def _noise_words(noise: TokenNoise | None) -> str:
+    """How the student's inputs are noised, for the log."""
+    return f"{noise.probability:.0%} of input tokens masked" if noise else "no input masking"
+
+
 def _all_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """CPU copies of every parameter (the student trains the backbone too)."""
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
 
 
 def _train_student(accelerator, model: PooledClassifier, unlabeled_x, train_set, unlabeled_set, val_set, collate,
-                   recipe: Recipe, loss_fn, multi_label: bool, generation: int) -> FitResult:
+                   recipe: Recipe, loss_fn, multi_label: bool, generation: int, noise: TokenNoise | None) -> FitResult:
     """One noisy student: fine-tune the backbone and the current (teacher's) head on the labeled rows
     plus the teacher's pseudo-labels for `train.student_epochs` at `train.student_lr`, as full
-    fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints). Leaves
-    the model at the student's best epoch."""
+    fine-tuning does (dropout on, length-bucketed batches, warmup and decay, checkpoints), with
+    `noise` masking its input tokens. Leaves the model at the student's best epoch."""
     t = recipe.train
     rows, labels, _ = _teacher_picks(accelerator, model.head, unlabeled_x, t.self_training_per_class)
     students = with_pseudo_labels(train_set, unlabeled_set, rows, labels)
     model.backbone.requires_grad_(True)
     accelerator.print(f"textxfer: noisy student {generation}/{t.student_generations}: fine-tuning all "
                       f"{count_parameters(model)[0]:,} parameters for {t.student_epochs} epoch(s) at lr "
-                      f"{t.student_lr:g}, dropout on, on {len(train_set)} labeled + {len(rows)} pseudo-labelled "
+                      f"{t.student_lr:g}, dropout on, {_noise_words(noise)}, on {len(train_set)} labeled + "
+                      f"{len(rows)} pseudo-labelled "
                       f"{_unit(recipe)} (the teacher's most confident, up to {t.self_training_per_class} per class)")
     # The student trains like full fine-tuning; feature extraction's head-fit settings (many epochs
     # at a high rate, min_steps) are for a linear head alone.
@@ -893,7 +916,7 @@ def _train_student(accelerator, model: PooledClassifier, unlabeled_x, train_set,
     student_recipe = dataclasses.replace(recipe, train=dataclasses.replace(
         t, epochs=t.student_epochs, lr=t.student_lr, min_steps=0,
         **({} if generation == 1 else {"save_every": 0, "resume": None})))
-    student = _fine_tune(accelerator, model, students, val_set, collate, student_recipe, loss_fn, multi_label)
+    student = _fine_tune(accelerator, model, students, val_set, collate, student_recipe, loss_fn, multi_label, noise)
     model.backbone.requires_grad_(False)
     model.eval()
     for entry in student.history:
