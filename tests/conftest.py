@@ -51,12 +51,16 @@ def tiny_distilbert(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> str:
-    """A 2-layer, hidden-32 random Llama (grouped-query attention, tied embeddings) with the MiniLM
-    vocabulary; its tokenizer is told to pad on the left, as decoder tokenizers often do."""
+    """A 2-layer, hidden-64 random Llama (grouped-query attention, tied embeddings) with the MiniLM
+    vocabulary; its tokenizer is told to pad on the left, as decoder tokenizers often do.
+
+    Every linear layer's input is a multiple of 64 and its output of 32: bitsandbytes' 4-bit CPU kernels
+    for AVX-512 BF16 machines repack weights in such blocks (smaller layers fail there, see
+    `textxfer.adapters.check_4bit_layers`)."""
     from transformers import BertTokenizer, LlamaConfig
 
-    config = LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128,
+    config = LlamaConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=128,
                          tie_word_embeddings=True, pad_token_id=0)
     folder = tmp_path_factory.mktemp("tiny-llama")
     _save_tiny(folder, config, BertTokenizer)

@@ -39,8 +39,9 @@ def _session(folder):
 
 def test_full_run_exports_with_config_tokenizer_labels_and_a_passed_check(exported_full):
     run, out = exported_full
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx", "onnx_check.json", "textxfer.json",
-                                                     "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".textxfer-owned.json", "config.json", "model.onnx",
+                                                     "onnx_check.json", "textxfer.json", "tokenizer.json",
+                                                     "tokenizer_config.json"]
     check = json.loads((out / "onnx_check.json").read_text())
     assert check["passed"] and check["texts"] == 400 and check["mismatches"] == 0 and check["max_abs_diff"] < 1e-4
     labels = json.loads((run / "textxfer.json").read_text())["labels"]

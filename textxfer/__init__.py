@@ -2,7 +2,7 @@
 
     from textxfer import load_recipe, train, load_classifier
 """
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["load_recipe", "train", "load_classifier", "TextxferError"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+from contextlib import nullcontext
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
 from .config import Recipe
 from .data import read_unlabeled
 from .errors import TextxferError
-from .runfolder import swap_into_place, write_json
+from .fsutil import OutputFolder, write_json
 
 DECODER_SUFFIX = "ForCausalLM"
 
@@ -31,15 +32,26 @@ def adapt(recipe: Recipe, output: str | None = None, epochs: int = 1, lr: float 
           mlm_probability: float = 0.15) -> Path:
     """Continue pretraining the recipe's model on `data.unlabeled`; returns the adapted model folder."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from transformers import AutoConfig, DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
-
-    from .models import build_tokenizer, is_sentence_embedding_model, quiet_loading, resolve_model_path
 
     if not recipe.data.unlabeled:
         raise TextxferError("`textxfer adapt` needs unlabeled text: pass `data.unlabeled=FILE` (.txt with one text "
                             "per line, or a CSV/JSONL/parquet file with the recipe's text column).")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    final = Path(output or f"{recipe.output_dir}-adapted")
+    target = OutputFolder(final, overwrite=recipe.overwrite, inputs=[recipe.data.unlabeled, recipe.model.name],
+                          setting="--output" if output else "output_dir (+ `-adapted`)", kind="adapted model",
+                          overwrite_hint="--overwrite")
+    with target if accelerator.is_main_process else nullcontext():
+        return _adapt(recipe, accelerator, target, epochs, lr, mlm_probability)
+
+
+def _adapt(recipe: Recipe, accelerator, target: OutputFolder, epochs: int, lr: float, mlm_probability: float) -> Path:
+    from accelerate.utils import set_seed
+    from transformers import AutoConfig, DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+
+    from .models import build_tokenizer, is_sentence_embedding_model, quiet_loading, resolve_model_path
+
+    final = target.path
     set_seed(recipe.train.seed)
     path = resolve_model_path(recipe.model.name)
     tokenizer = build_tokenizer(recipe.model)
@@ -104,27 +116,27 @@ def adapt(recipe: Recipe, output: str | None = None, epochs: int = 1, lr: float 
     accelerator.print(f"textxfer adapt: held-out loss after: {after:.4f} (perplexity {math.exp(before):.1f} -> "
                       f"{math.exp(after):.1f}) in {seconds:.0f}s")
 
-    final = Path(output or f"{recipe.output_dir}-adapted")
     if accelerator.is_main_process:
-        staging = final.with_name(final.name + ".incomplete")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        unwrapped = accelerator.unwrap_model(model)
-        if decoder:
-            unwrapped = unwrapped.merge_and_unload()
-        unwrapped.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        if (Path(path) / "modules.json").is_file():  # still a sentence encoder: keeps pooler_init=auto right
-            shutil.copy2(Path(path) / "modules.json", staging / "modules.json")
-        write_json(staging / "adapt_metrics.json", {
-            "base_model": recipe.model.name, "objective": "causal_lm_lora" if decoder else "masked_lm",
-            "unlabeled": recipe.data.unlabeled, "texts": len(train_texts), "held_out_texts": len(held),
-            "epochs": epochs, "lr": lr, "lm_head_pretrained": head_pretrained, "held_out_loss_before": before, "held_out_loss_after": after,
-            "wall_seconds": seconds})
-        swap_into_place(staging, final)
+        with target.staging() as staging:
+            _save_adapted(accelerator.unwrap_model(model), decoder, tokenizer, path, staging, {
+                "base_model": recipe.model.name, "objective": "causal_lm_lora" if decoder else "masked_lm",
+                "unlabeled": recipe.data.unlabeled, "texts": len(train_texts), "held_out_texts": len(held),
+                "epochs": epochs, "lr": lr, "lm_head_pretrained": head_pretrained, "held_out_loss_before": before,
+                "held_out_loss_after": after, "wall_seconds": seconds})
         accelerator.print(f"textxfer adapt: wrote {final}; train on it with `model.name={final}`")
     accelerator.wait_for_everyone()
     return final
+
+
+def _save_adapted(model, decoder: bool, tokenizer, path: str, staging: Path, metrics: dict) -> None:
+    """The adapted model (a decoder's LoRA merged in), its tokenizer and `adapt_metrics.json`."""
+    if decoder:
+        model = model.merge_and_unload()
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if (Path(path) / "modules.json").is_file():  # still a sentence encoder: keeps pooler_init=auto right
+        shutil.copy2(Path(path) / "modules.json", staging / "modules.json")
+    write_json(staging / "adapt_metrics.json", metrics)
 
 
 def _lm_model(path: str, decoder: bool, recipe: Recipe):

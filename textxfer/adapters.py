@@ -62,6 +62,35 @@ def quantization_config(cfg: ModelConfig):
     )
 
 
+# bitsandbytes' CPU inference path for AVX-512 BF16 CPUs repacks each 4-bit weight in blocks of 32
+# output rows, with one scale per quantization block of input columns.
+_PACKED_ROWS = 32
+
+
+def check_4bit_layers(model: nn.Module, name: str) -> None:
+    """Refuse, before training, a 4-bit model whose layers this machine's kernels cannot run (a clear
+    error instead of a reshape failure deep inside bitsandbytes at the first evaluation)."""
+    import bitsandbytes as bnb
+
+    bad = []
+    for module_name, module in model.named_modules():
+        if not isinstance(module, bnb.nn.Linear4bit) or not getattr(module, "support_avx512bf16_for_cpu", False):
+            continue
+        if module.weight.device.type != "cpu":
+            continue
+        state = getattr(module.weight, "quant_state", None)
+        block = getattr(state, "blocksize", 64) or 64
+        if module.in_features % block or module.out_features % _PACKED_ROWS:
+            bad.append(f"{module_name} ({module.in_features} -> {module.out_features})")
+    if bad:
+        shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+        raise TextxferError(
+            f"`model.method=qlora` cannot run `{name}` on this CPU: bitsandbytes' 4-bit kernels for CPUs with "
+            f"AVX-512 BF16 need every quantized linear layer's input size to be a multiple of {block} and its output "
+            f"size a multiple of {_PACKED_ROWS}, and these layers are not: {shown}. Use `model.method=lora` (no "
+            f"quantization), a GPU, or a model whose hidden sizes are multiples of 64 (every common checkpoint's are).")
+
+
 def add_adapters(model: nn.Module, cfg: ModelConfig, gradient_checkpointing: bool) -> nn.Module:
     """Wrap a sequence classifier with LoRA adapters; the head trains in full and is saved with them."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -169,28 +198,30 @@ def _lora(info: dict):
     return LoraSettings(**info.get("lora", {}))
 
 
-def merge(run_dir: str | Path, output_dir: str | Path) -> Path:
+def merge(run_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Fold a LoRA run's adapters into the base weights: a standalone model folder with the head, the
     label names, the tokenizer and textxfer's run info, loadable with `AutoModelForSequenceClassification`."""
     from transformers import AutoTokenizer
 
-    from .runfolder import RUN_INFO, swap_into_place, write_json
+    from .fsutil import OutputFolder, write_json
+    from .runfolder import RUN_INFO
 
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     if not is_adapter_run(run_dir):
         raise TextxferError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG} is missing): only `lora` and `qlora` "
                             f"runs can be merged; other runs are standalone models already.")
-    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-    # QLoRA adapters merge into the full-precision base: merging into 4-bit weights would round them.
-    model = load_adapter(run_dir, {**info, "method": "lora"}, "cpu").merge_and_unload()
-    staging = output_dir.with_name(output_dir.name + ".incomplete")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
-    write_json(staging / RUN_INFO, {**info, "method": "full", "merged_from": str(run_dir), "adapter_method": info["method"]})
-    for extra in ("recipe.yaml", "metrics.json"):
-        if (run_dir / extra).is_file():
-            shutil.copy2(run_dir / extra, staging / extra)
-    swap_into_place(staging, output_dir)
+    target = OutputFolder(output_dir, overwrite=overwrite, inputs=[run_dir], setting="OUTPUT_DIR",
+                          kind="merged model", overwrite_hint="--overwrite")
+    with target:
+        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+        # QLoRA adapters merge into the full-precision base: merging into 4-bit weights would round them.
+        model = load_adapter(run_dir, {**info, "method": "lora"}, "cpu").merge_and_unload()
+        with target.staging() as staging:
+            model.save_pretrained(staging)
+            AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
+            write_json(staging / RUN_INFO, {**info, "method": "full", "merged_from": str(run_dir),
+                                            "adapter_method": info["method"]})
+            for extra in ("recipe.yaml", "metrics.json"):
+                if (run_dir / extra).is_file():
+                    shutil.copy2(run_dir / extra, staging / extra)
     return output_dir

@@ -18,17 +18,32 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import TextxferError
+from .fsutil import disk_full_error, fsync_tree, is_disk_full
 
 STATE_FILE = "textxfer_state.json"
 BEST_FILE = "best_trainable.safetensors"
 VALIDATION_FILE = "best_validation.safetensors"
 _STEP = re.compile(r"step-(\d+)")
+_OURS = re.compile(r"(\.tmp-)?step-\d+")  # the only entries textxfer makes in a checkpoint folder
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
     """Where a run's checkpoints live: beside the run folder, never inside it."""
     output_dir = Path(output_dir)
     return output_dir.with_name(output_dir.name + ".checkpoints")
+
+
+def check_root(output_dir: str | Path) -> None:
+    """Refuse, before training, a checkpoint location that holds something textxfer did not put there."""
+    root = checkpoint_root(output_dir)
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise TextxferError(f"textxfer keeps the checkpoints of `output_dir` {output_dir} in {root}, and that is an "
+                            f"existing file. Move it away or choose another `output_dir`.")
+    foreign = sorted(p.name for p in root.iterdir() if not _OURS.fullmatch(p.name)) if root.is_dir() else []
+    if foreign:
+        raise TextxferError(f"textxfer keeps the checkpoints of `output_dir` {output_dir} in {root}, and that folder "
+                            f"holds files textxfer did not write ({', '.join(foreign[:5])}). Move them away or choose "
+                            f"another `output_dir`.")
 
 
 def complete_checkpoints(root: Path) -> list[Path]:
@@ -61,6 +76,19 @@ def save(accelerator, root: Path, step: int, state: dict, best: dict[str, torch.
     """Write a checkpoint atomically (every process must call this: each saves its RNG state)."""
     final = root / f"step-{step}"
     tmp = root / f".tmp-step-{step}"
+    try:
+        _write(accelerator, root, tmp, final, state, best, validation, keep)
+    except BaseException as exc:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full_error(exc, tmp, 0, f"the checkpoint at step {step} (the newest complete one in {root} "
+                                  f"is kept: resume from it with `train.resume=auto` once there is room)") from None
+        raise
+    return final
+
+
+def _write(accelerator, root: Path, tmp: Path, final: Path, state: dict, best, validation, keep: int) -> None:
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -73,13 +101,12 @@ def save(accelerator, root: Path, step: int, state: dict, best: dict[str, torch.
             save_file({"logits": validation[0].contiguous(), "labels": validation[1].contiguous()},
                       str(tmp / VALIDATION_FILE))
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")  # last: marks completeness
-        _sync(tmp)
+        fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in complete_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
-    return final
 
 
 def load(accelerator, path: Path) -> tuple[dict, dict[str, torch.Tensor] | None, tuple | None]:
@@ -95,13 +122,14 @@ def load(accelerator, path: Path) -> tuple[dict, dict[str, torch.Tensor] | None,
 
 
 def remove_all(output_dir: str | Path) -> None:
-    """Drop a finished run's checkpoints."""
-    shutil.rmtree(checkpoint_root(output_dir), ignore_errors=True)
-
-
-def _sync(folder: Path) -> None:
-    """Flush a folder's files to disk before the rename that publishes it."""
-    for file in folder.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as fh:
-                os.fsync(fh.fileno())
+    """Drop a finished run's checkpoints: only the entries textxfer made, then the folder if that empties it."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir() or root.is_symlink():
+        return
+    for entry in root.iterdir():
+        if _OURS.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+    try:
+        root.rmdir()
+    except OSError:  # something else is in it: not ours to remove
+        pass

@@ -22,7 +22,7 @@ def _train(args) -> int:
     from .config import load_recipe
     from .trainer import is_main_process, train
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
     if recipe.push_to_hub is not None:  # token, offline mode, base model: fail now, not after training
         from .hub import check_can_push
 
@@ -79,7 +79,7 @@ def _export_onnx(args) -> int:
     from .onnx_export import export_onnx
 
     out, check = export_onnx(args.run_dir, args.output_dir, check=not args.no_check, check_file=args.check_file,
-                             opset=args.opset)
+                             opset=args.opset, overwrite=args.overwrite)
     if check is not None:
         print(f"textxfer: {check.summary()}")
     print(f"textxfer: exported {args.run_dir} to {out / 'model.onnx'} (with config.json, tokenizer and labels)")
@@ -87,11 +87,16 @@ def _export_onnx(args) -> int:
 
 
 def _predict(args) -> int:
+    from .io import check_readable
     from .predict import load_classifier
+    from .tables_out import check_output_path
 
+    check_readable(args.input, "input")  # the paths first: loading a model takes seconds
+    check_output_path(args.output, [args.input])
     classifier = load_classifier(args.run_dir)
     text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
-    n = classifier.predict_file(args.input, args.output, text_column, args.pair_column)
+    n = classifier.predict_file(args.input, args.output, text_column, args.pair_column,
+                                escape_formulas=not args.raw_csv)
     print(f"textxfer: wrote {n} predictions to {args.output}")
     return 0
 
@@ -99,7 +104,7 @@ def _predict(args) -> int:
 def _merge(args) -> int:
     from .adapters import merge
 
-    out = merge(args.run_dir, args.output_dir)
+    out = merge(args.run_dir, args.output_dir, overwrite=args.overwrite)
     print(f"textxfer: merged the adapters of {args.run_dir} into a standalone model in {out} "
           f"(loads with AutoModelForSequenceClassification; labels kept)")
     return 0
@@ -109,7 +114,8 @@ def _adapt(args) -> int:
     from .adapt import adapt
     from .config import load_recipe
 
-    adapt(load_recipe(args.recipe, args.overrides), args.output, args.epochs, args.lr, args.mlm_probability)
+    recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
+    adapt(recipe, args.output, args.epochs, args.lr, args.mlm_probability)
     return 0
 
 
@@ -123,7 +129,7 @@ def _compare(args) -> int:
 def _ensemble(args) -> int:
     from .ensemble import build_ensemble
 
-    metrics = build_ensemble(args.run_dirs, args.output, args.rule)
+    metrics = build_ensemble(args.run_dirs, args.output, args.rule, overwrite=args.overwrite)
     split = "test" if "test" in metrics else "validation"
     best = max(metrics["members"], key=lambda m: m[split]["accuracy"])
     scores = metrics[split]
@@ -133,6 +139,10 @@ def _ensemble(args) -> int:
     return 0
 
 
+_OVERWRITE_HELP = ("replace the output folder if it is a finished output of textxfer's holding nothing else (kept "
+                   "intact until the new one is complete); other folders are never replaced")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
@@ -140,17 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train, evaluate and save a classifier from a YAML recipe")
     train.add_argument("recipe", help="recipe YAML file (see recipes/)")
     train.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value, e.g. train.lr=3e-5")
+    train.add_argument("--overwrite", action="store_true", help="replace output_dir if it holds a finished textxfer "
+                       "run (kept intact until the new run is complete); other folders are never replaced")
     train.set_defaults(func=_train)
     predict = sub.add_parser("predict", help="classify a CSV/TSV/JSONL/parquet file with a saved run")
     predict.add_argument("run_dir", help="the output_dir of a finished training run")
     predict.add_argument("input", help="file with a text column (the run's data.text_column)")
-    predict.add_argument("-o", "--output", required=True, help="where to write rows + predicted_label + score (.csv, .tsv or .jsonl)")
+    predict.add_argument("-o", "--output", required=True, help="where to write rows + predicted_label + score; the "
+                         "format follows the extension: .csv, .tsv, .jsonl or .parquet")
+    predict.add_argument("--raw-csv", action="store_true", help="write CSV/TSV cells as they are; by default a cell "
+                         "starting with = + - @ gets a leading ' so spreadsheets do not run it as a formula")
     predict.add_argument("--text-column", help="text column(s) of INPUT, comma-separated, if not the run's")
     predict.add_argument("--pair-column", help="pair text column of INPUT, if the run classifies pairs and it is not the run's")
     predict.set_defaults(func=_predict)
     merge = sub.add_parser("merge", help="fold a lora/qlora run's adapters into a standalone model folder")
     merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
     merge.add_argument("output_dir", help="where to write the merged model")
+    merge.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     merge.set_defaults(func=_merge)
     ad = sub.add_parser("adapt", help="continue pretraining the recipe's model on unlabeled in-domain text "
                                       "(masked LM; causal LM with LoRA for decoders)")
@@ -160,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--epochs", type=int, default=1, help="passes over the unlabeled text")
     ad.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     ad.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (encoders)")
+    ad.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     ad.set_defaults(func=_adapt)
     comp = sub.add_parser("compare", help="train several strategies at several label budgets and seeds; report "
                                           "the learning curves and the transfer gain over scratch")
@@ -190,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--check-file", help="texts to compare on (default: the run's test file)")
     ox.add_argument("--no-check", action="store_true", help="skip the ONNX Runtime vs PyTorch comparison")
     ox.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    ox.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     ox.set_defaults(func=_export_onnx)
     en = sub.add_parser("ensemble", help="combine finished runs trained on the same data into one classifier "
                                          "(the averaging rule chosen on their shared validation split)")
@@ -198,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--output", required=True, help="where to write the ensemble folder (members are copied in)")
     en.add_argument("--rule", choices=["mean_log_prob", "mean_prob"],
                     help="how probabilities are averaged (default: the better one on validation)")
+    en.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     en.set_defaults(func=_ensemble)
     return parser
 
@@ -205,7 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one paragraph on stderr and exit status 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `key=value` overrides after the flags: argparse leaves them over; they are overrides all the same
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except TextxferError as exc:

@@ -34,7 +34,7 @@ import numpy as np
 from .config import METHODS, Recipe, load_recipe
 from .data import load_splits
 from .errors import TextxferError
-from .runfolder import write_json
+from .fsutil import OutputFolder, write_json
 
 # `self_training`: feature extraction plus self-training on the pool rows the cell does not label;
 # `noisy_student`: the same, then a student fine-tuned on the self-trained head's pseudo-labels
@@ -42,6 +42,8 @@ SELF_TRAINING = ("self_training", "noisy_student")
 STRATEGIES = ("base", *METHODS, *SELF_TRAINING)
 # What the other strategies' cells (and the recipe's own check) get: self-training off.
 SELF_TRAINING_OFF = ("train.self_training_rounds=0", "train.student_epochs=0")
+# What a comparison folder holds (it is added to by later invocations, never replaced).
+WORKSPACE = ("data", "runs", "comparison.json", "comparison.md", "learning_curve.png")
 
 
 def parse_budgets(text: str) -> list[int | None]:
@@ -86,8 +88,6 @@ def subsample(labels: list[int], per_class: int | None, seed: int) -> list[int]:
 def compare(recipe_path: str, overrides: list[str], strategies: list[str], budgets: list[int | None],
             seeds: int) -> list[dict]:
     """Run every (strategy, budget, seed) cell not already done; write the reports; return the records."""
-    from .trainer import train
-
     base, self_training = _load_base(recipe_path, overrides, strategies)
     if base.data.multi_label:
         raise TextxferError("`textxfer compare` supports single-label recipes; multi-label runs can be compared "
@@ -98,6 +98,18 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         raise TextxferError(f"`textxfer compare` evaluates every cell on the same test set: set `data.test` in "
                             f"{recipe_path} (or pass `data.test=FILE`).")
     root = Path(base.output_dir)
+    d = base.data
+    folder = OutputFolder(root, inputs=[recipe_path, d.train, d.validation, d.test, d.unlabeled], kind="comparison",
+                          workspace_entries=WORKSPACE)
+    with folder:
+        folder.mark_workspace()
+        return _compare(base, self_training, recipe_path, overrides, strategies, budgets, seeds, root)
+
+
+def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str], strategies: list[str],
+             budgets: list[int | None], seeds: int, root: Path) -> list[dict]:
+    from .trainer import train
+
     data_dir = root / "data"
     splits = load_splits(base.data, base.train.seed)
     pool_texts, pool_labels = list(splits.train["text"]), list(splits.train["label"])
@@ -146,7 +158,8 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
                                              f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
                                              "data.text_column=text", "data.label_column=label",
                                              # the recipe's epochs/lr suit one method: each runs at its defaults
-                                             "train.epochs=null", "train.lr=null", f"output_dir={run_dir}"])
+                                             "train.epochs=null", "train.lr=null", f"output_dir={run_dir}",
+                                             "overwrite=true"])  # a cell folder left by an interrupted compare
             metrics = train(cell)
             accuracy, macro_f1 = metrics["test"]["accuracy"], metrics["test"]["macro_f1"]
         seconds = time.perf_counter() - started

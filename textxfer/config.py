@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -158,6 +159,8 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output_dir: str = "runs/textxfer"
+    # replace an existing finished run at output_dir (only one textxfer wrote, holding no other files)
+    overwrite: bool = False
     push_to_hub: Optional[PushConfig] = None  # optional section: push the run to the Hub after training
 
     def to_dict(self) -> dict:
@@ -190,6 +193,7 @@ METHOD_DEFAULTS = {
 MIN_STEPS = {"feature_extraction": 5000, "full": 250, "lp_ft": 250, "scratch": 250, "lora": 250, "qlora": 250}
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_TOP_LEVEL = ("output_dir", "overwrite")  # keys outside the sections
 # Sections that may be left out entirely (None), unlike data/model/train whose keys all have defaults.
 _OPTIONAL_SECTIONS = {"push_to_hub": PushConfig}
 
@@ -220,7 +224,7 @@ def _nested_class(f: dataclasses.Field):
 
 def valid_keys() -> list[str]:
     """Every dotted key a recipe accepts."""
-    keys = ["output_dir"]
+    keys = list(_TOP_LEVEL)
     for section, cls in {**_SECTIONS, **_OPTIONAL_SECTIONS}.items():
         for f in dataclasses.fields(cls):
             nested = _nested_class(f)
@@ -261,6 +265,9 @@ def _coerce(value: Any, annotation: Any, key: str, choices: tuple | None, where:
             pass
     elif str in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise TextxferError(f"Recipe key `{key}` in {where} must be a finite number, got {value}. Fix the value in "
+                            f"the recipe or override it, e.g. `{key}=...`.")
     if not any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed):
         raise TextxferError(
             f"Recipe key `{key}` in {where} must be {_type_names(allowed)}, got {value!r}. "
@@ -327,8 +334,8 @@ def parse_overrides(overrides: list[str] | None) -> dict:
             value = raw
         if isinstance(value, (dict, set)):
             value = raw
-        if key == "output_dir":
-            nested["output_dir"] = value
+        if key in _TOP_LEVEL:
+            nested[key] = value
         else:
             *parents, name = key.split(".")
             target = nested
@@ -350,7 +357,7 @@ def recipe_from_dict(raw: dict, where: str = "the recipe") -> Recipe:
     if not isinstance(raw, dict):
         raise TextxferError(f"{where} must be a YAML mapping with sections data, model, train and output_dir.")
     for key in raw:
-        if key not in (*_SECTIONS, *_OPTIONAL_SECTIONS, "output_dir"):
+        if key not in (*_SECTIONS, *_OPTIONAL_SECTIONS, *_TOP_LEVEL):
             raise _unknown_key_error(str(key), where)
     sections = {name: _build(cls, raw.get(name) or {}, name, where) for name, cls in _SECTIONS.items()}
     sections.update({name: _build(cls, raw[name], name, where) for name, cls in _OPTIONAL_SECTIONS.items()
@@ -358,7 +365,10 @@ def recipe_from_dict(raw: dict, where: str = "the recipe") -> Recipe:
     output_dir = raw.get("output_dir", Recipe.output_dir)
     if not isinstance(output_dir, str) or not output_dir.strip():
         raise TextxferError(f"`output_dir` in {where} must be a folder path, got {output_dir!r}.")
-    recipe = Recipe(**sections, output_dir=output_dir)
+    overwrite = raw.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise TextxferError(f"`overwrite` in {where} must be true or false, got {overwrite!r}.")
+    recipe = Recipe(**sections, output_dir=output_dir, overwrite=overwrite)
     _check(recipe, where)
     if recipe.train.epochs is None and recipe.train.min_steps is None:
         recipe.train.min_steps = MIN_STEPS[recipe.model.method]
@@ -387,6 +397,18 @@ def _check(recipe: Recipe, where: str) -> None:
         raise TextxferError(f"`data.validation_split` in {where} must be between 0 and 1, got {d.validation_split}.")
     if t.lr is not None and t.lr <= 0:
         raise TextxferError(f"`train.lr` in {where} must be positive, got {t.lr}.")
+    if t.weight_decay < 0:
+        raise TextxferError(f"`train.weight_decay` in {where} must be 0 or more, got {t.weight_decay}.")
+    if t.max_grad_norm is not None and t.max_grad_norm <= 0:
+        raise TextxferError(f"`train.max_grad_norm` in {where} must be positive (or null for no clipping), got "
+                            f"{t.max_grad_norm}.")
+    if t.min_steps is not None and t.min_steps < 0:
+        raise TextxferError(f"`train.min_steps` in {where} must be 0 or more, got {t.min_steps}.")
+    if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
+        raise TextxferError(f"`train.early_stopping_patience` in {where} must be at least 1 epoch (or null: off), got "
+                            f"{t.early_stopping_patience}.")
+    if not 0 <= t.seed < 2**32:
+        raise TextxferError(f"`train.seed` in {where} must be between 0 and 4294967295, got {t.seed}.")
     if not 0 <= t.warmup_ratio < 1:
         raise TextxferError(f"`train.warmup_ratio` in {where} must be in [0, 1), got {t.warmup_ratio}.")
     if isinstance(d.text_column, list) and not d.text_column:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import random
 import sys
 from collections import Counter
@@ -131,6 +132,22 @@ def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: st
             )
 
 
+def _text_values(table: datasets.Dataset, column: str, path: str, role: str) -> list[str]:
+    """A text column's cells as strings (a missing value is empty); a cell holding a JSON object or list
+    is refused, never turned into its Python repr."""
+    values = list(table[column])
+    for i, value in enumerate(values):
+        if isinstance(value, (dict, list, tuple)):
+            kind = "an object" if isinstance(value, dict) else "a list"
+            raise TextxferError(
+                f"The {role} file {path} has {kind} instead of a text at {_row_where(path, i)}, column `{column}`: "
+                f"{json.dumps(value, ensure_ascii=False, default=str)[:80]}. Each text must be a string; move the text "
+                f"into a field of its own (e.g. `\"{column}\": \"...\"`), or point the text column at the field that "
+                f"holds it."
+            )
+    return ["" if v is None else str(v) for v in values]
+
+
 def _row_where(path: str, index: int) -> str:
     """Human position of data row `index` (0-based): CSV rows after the header, JSONL lines."""
     if file_format(Path(path)) == "json":
@@ -141,6 +158,14 @@ def _row_where(path: str, index: int) -> str:
 def _read_labels(table: datasets.Dataset, cfg: DataConfig, path: str, role: str) -> list:
     values = list(table[cfg.label_column])
     if cfg.multi_label:
+        for i, value in enumerate(values):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, dict) or any(isinstance(item, (dict, list, tuple)) for item in items):
+                raise TextxferError(
+                    f"The {role} file {path} has a nested value as labels at {_row_where(path, i)} (column "
+                    f"`{cfg.label_column}`: {json.dumps(value, ensure_ascii=False, default=str)[:80]}). Give a list of "
+                    f"label names, e.g. [\"billing\", \"refund\"], or a string such as \"billing|refund\"."
+                )
         return [_label_set(v, cfg.label_separator) for v in values]
     for i, value in enumerate(values):
         if isinstance(value, (list, tuple, dict)):
@@ -155,11 +180,11 @@ def _read_labels(table: datasets.Dataset, cfg: DataConfig, path: str, role: str)
 def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool) -> Examples:
     """Texts, pair texts and labels as Python lists, with invalid rows reported or (if asked) dropped."""
     columns = _columns(cfg)
-    parts = [list(table[c]) for c in columns]
-    texts = ["\n".join("" if p is None else str(p) for p in row).strip() for row in zip(*parts)]
+    parts = [_text_values(table, c, path, role) for c in columns]
+    texts = ["\n".join(row).strip() for row in zip(*parts)]
     pairs = None
     if cfg.text_pair_column:
-        pairs = ["" if p is None else str(p).strip() for p in list(table[cfg.text_pair_column])]
+        pairs = [p.strip() for p in _text_values(table, cfg.text_pair_column, path, role)]
     labels = _read_labels(table, cfg, path, role) if need_label else [None] * len(texts)
     bad = []
     for i, (text, label) in enumerate(zip(texts, labels)):

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-import textxfer
-
+from ._version import __version__
 from .config import load_recipe
 from .data import load_splits
 from .errors import TextxferError
 from .metrics import full_report, selection_metric, summary
 from .predict import Classifier
 from .report import plot_confusion_matrix
-from .runfolder import RUN_INFO, swap_into_place, write_json
+from .fsutil import OutputFolder, write_json
+from .runfolder import RUN_INFO, draw_safely
 
 COMBINE_RULES = ("mean_log_prob", "mean_prob")
 MEMBERS_DIR = "members"
@@ -128,7 +128,8 @@ def _member_folder(index: int, run_dir: Path) -> str:
     return f"{MEMBERS_DIR}/{index}-{run_dir.resolve().name}"
 
 
-def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str | None = None) -> dict:
+def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str | None = None,
+                   overwrite: bool = False) -> dict:
     """Combine finished runs into an ensemble folder at `output_dir`; returns its metrics.
 
     The rule is `rule` when given, else the one of COMBINE_RULES with the best validation macro-F1
@@ -141,8 +142,13 @@ def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str
     if rule is not None and rule not in COMBINE_RULES:
         raise TextxferError(f"Unknown ensemble rule {rule!r}; use one of {', '.join(COMBINE_RULES)}.")
     output_dir = Path(output_dir)
-    if output_dir.resolve() in {r.resolve() for r in run_dirs}:
-        raise TextxferError(f"--output {output_dir} is one of the member runs; give a new folder.")
+    target = OutputFolder(output_dir, overwrite=overwrite, inputs=run_dirs, setting="--output", kind="ensemble",
+                          overwrite_hint="--overwrite")
+    with target:
+        return _build(run_dirs, target, rule)
+
+
+def _build(run_dirs: list[Path], target: OutputFolder, rule: str | None) -> dict:
     read = [_read_member(r) for r in run_dirs]
     infos, recipes = [i for i, _ in read], [r for _, r in read]
     _check_members(run_dirs, infos, recipes)
@@ -184,33 +190,30 @@ def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str
         print(f"textxfer: validation {r}: accuracy {scores['accuracy']:.4f} macro-f1 {scores['macro_f1']:.4f}"
               f"{'  *chosen' if r == chosen else ''}", flush=True)
 
-    staging = output_dir.with_name(output_dir.name + ".incomplete")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    folders = [_member_folder(k, r) for k, r in enumerate(run_dirs)]
-    for run_dir, folder in zip(run_dirs, folders):
-        shutil.copytree(run_dir, staging / folder, ignore=shutil.ignore_patterns("*.png", "predictions_*.csv"))
-    first = infos[0]
-    info = {
-        "textxfer_version": textxfer.__version__, "method": "ensemble", "combine": chosen,
-        "members": [{"folder": folder, "run": str(r), "method": i["method"], "base_model": i.get("base_model")}
-                    for folder, r, i in zip(folders, run_dirs, infos)],
-        "base_model": first.get("base_model"), "labels": labels, "multi_label": False,
-        "label_separator": first.get("label_separator", "|"), "text_column": first["text_column"],
-        "text_pair_column": first.get("text_pair_column"), "decision": {},
-    }
-    write_json(staging / RUN_INFO, info)
-    metrics = {"combine": chosen, "selected_by": f"validation {select}" if rule is None else "given",
-               "validation": {**candidates[chosen], "rules": candidates}, "members": members}
-    if "test" in parts:
-        combined = combine(probs["test"], chosen)
-        ensemble = EnsembleClassifier([], info)
-        ensemble.write_predictions(splits.raw_test, combined, staging / "predictions_test.csv")
-        report = full_report(list(splits.test["label"]), combined.argmax(1), labels, False)
-        metrics["test"] = report
-        plot_confusion_matrix(report["confusion_matrix"], labels, staging / "confusion_matrix.png",
-                              f"ensemble test: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
-    write_json(staging / "metrics.json", metrics)
-    swap_into_place(staging, output_dir)
-    return metrics
+    with target.staging() as staging:
+        folders = [_member_folder(k, r) for k, r in enumerate(run_dirs)]
+        for run_dir, folder in zip(run_dirs, folders):
+            shutil.copytree(run_dir, staging / folder, ignore=shutil.ignore_patterns("*.png", "predictions_*.csv"))
+        first = infos[0]
+        info = {
+            "textxfer_version": __version__, "method": "ensemble", "combine": chosen,
+            "members": [{"folder": folder, "run": str(r), "method": i["method"], "base_model": i.get("base_model")}
+                        for folder, r, i in zip(folders, run_dirs, infos)],
+            "base_model": first.get("base_model"), "labels": labels, "multi_label": False,
+            "label_separator": first.get("label_separator", "|"), "text_column": first["text_column"],
+            "text_pair_column": first.get("text_pair_column"), "decision": {},
+        }
+        write_json(staging / RUN_INFO, info)
+        metrics = {"combine": chosen, "selected_by": f"validation {select}" if rule is None else "given",
+                   "validation": {**candidates[chosen], "rules": candidates}, "members": members}
+        if "test" in parts:
+            combined = combine(probs["test"], chosen)
+            ensemble = EnsembleClassifier([], info)
+            ensemble.write_predictions(splits.raw_test, combined, staging / "predictions_test.csv")
+            report = full_report(list(splits.test["label"]), combined.argmax(1), labels, False)
+            metrics["test"] = report
+            draw_safely(staging / "confusion_matrix.png", lambda path: plot_confusion_matrix(
+                report["confusion_matrix"], labels, path,
+                f"ensemble test: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}"))
+        write_json(staging / "metrics.json", metrics)
+        return metrics

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .config import repo_id_problem
 from .errors import TextxferError
+from .fsutil import MANIFEST
 from .model_card import PLOTS, Base, build_card, plot_sources
 
 # Embedded aliases -> (Hub id of the same model, its license, what differs from the Hub copy).
@@ -131,7 +132,7 @@ def _files(run_dir: Path, adapter: bool) -> tuple[list[str], list[str]]:
         if path.is_file() and (path.name in wanted or path.name in shards):
             if path.name not in ("README.md", "adapter_config.json"):  # both are written anew
                 keep.append(path.name)
-        else:
+        elif path.name != MANIFEST:  # textxfer's record of the folder's files: not part of the model
             left.append(path.name + ("/" if path.is_dir() else ""))
     return keep, left
 

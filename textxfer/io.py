@@ -35,20 +35,31 @@ def file_format(path: Path) -> str:
     return fmt
 
 
+def _setting(role: str) -> str:
+    """Where the user named a file of this role: a recipe key, or the INPUT argument of `textxfer predict`."""
+    return "the INPUT argument of `textxfer predict`" if role == "input" else f"`data.{role}` in the recipe"
+
+
+def check_readable(path: str | Path, role: str = "data") -> str:
+    """Refuse a path that is missing, a folder, or of no known format (cheap: run it before loading a
+    model); returns the format."""
+    path = Path(path)
+    if not path.exists():
+        fix = "Check the path" if role == "input" else f"Check `data.{role}` in the recipe or pass `data.{role}=PATH`"
+        raise TextxferError(f"The {role} file {path} does not exist (looked in {path.resolve().parent}). {fix}.")
+    if not path.is_file():
+        raise TextxferError(f"The {role} path {path} is a folder, not a file; point {_setting(role)} at a CSV, TSV, "
+                            f"JSONL or parquet file.")
+    return file_format(path)
+
+
 def read_table(path: str | Path, encoding: str = "utf-8", role: str = "data") -> datasets.Dataset:
     """Read one labeled file into a `Dataset`; CSV/TSV cells are kept as strings, exactly as written.
 
     `role` ("train", "validation", "test", ...) is only used to make error messages precise.
     """
     path = Path(path)
-    if not path.exists():
-        raise TextxferError(
-            f"The {role} file {path} does not exist (looked in {path.resolve().parent}). "
-            f"Check `data.{role}` in the recipe or pass `data.{role}=PATH`."
-        )
-    if not path.is_file():
-        raise TextxferError(f"The {role} path {path} is a folder, not a file; point `data.{role}` at a CSV, TSV, JSONL or parquet file.")
-    fmt = file_format(path)
+    fmt = check_readable(path, role)
     if path.stat().st_size == 0 or (fmt != "parquet" and not path.read_bytes()[:65536].strip(b" \t\r\n" + _UTF8_BOM)):
         raise TextxferError(f"The {role} file {path} is empty. Give it a header row and at least one labeled row.")
     if fmt == "parquet":

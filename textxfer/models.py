@@ -145,6 +145,10 @@ def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | 
                     path, use_safetensors=True, dtype=torch.float32, **labels_kwargs, **quantized, **_hub_kwargs(cfg))
     except (OSError, ValueError) as exc:
         raise _load_error(cfg.name, exc) from None
+    if cfg.method == "qlora":
+        from .adapters import check_4bit_layers
+
+        check_4bit_layers(model, cfg.name)
     if cfg.method in ("full", "lp_ft", "lora", "qlora") and _pooler_init(cfg, path) == "identity":
         _identity_pooler(model)
     if pad_token_id is not None and model.config.pad_token_id is None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import shutil
 import time
 import warnings
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ import torch
 from torch import nn
 
 from .errors import TextxferError
+from .fsutil import OutputFolder, write_json
 
 ONNX_FILE = "model.onnx"
 CHECK_FILE = "onnx_check.json"
@@ -216,16 +216,25 @@ def _check_texts(run_dir: Path, info: dict, check_file: str | None):
 
 
 def export_onnx(run_dir: str | Path, output_dir: str | Path, check: bool = True, check_file: str | None = None,
-                opset: int | None = None) -> tuple[Path, OnnxCheck | None]:
+                opset: int | None = None, overwrite: bool = False) -> tuple[Path, OnnxCheck | None]:
     """Export a full or merged run to `output_dir/model.onnx` with its config, tokenizer and labels; with
     `check`, compare ONNX Runtime with PyTorch on the test set and fail when they disagree."""
     _require_runtime()
+    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    target = OutputFolder(output_dir, overwrite=overwrite, inputs=[run_dir, check_file], setting="OUTPUT_DIR",
+                          kind="ONNX export", overwrite_hint="--overwrite")
+    with target:
+        return _export(run_dir, target, check, check_file, opset)
+
+
+def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | None,
+            opset: int | None) -> tuple[Path, OnnxCheck | None]:
     import onnxruntime
 
     from .models import accepts_position_ids
-    from .runfolder import RUN_INFO, swap_into_place, write_json
+    from .runfolder import RUN_INFO
 
-    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    output_dir = target.path
     model, tokenizer, info = _load_run(run_dir)
     texts = pairs = source = None
     if check:  # find the texts before the (slow) export: a missing file fails fast
@@ -237,40 +246,35 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path, check: bool = True,
     example = tokenizer(firsts, seconds, padding=True, return_tensors="pt")
     example = {n: example[n].to(torch.int64) for n in names}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    staging = output_dir.with_name(output_dir.name + ".incomplete")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8 * 2**30  # ONNX protobuf limit: 2 GB
-    started = time.perf_counter()
-    try:
-        with _quiet_exporter():
-            torch.onnx.export(wrapped, (), str(staging / ONNX_FILE), kwargs=example, input_names=names,
-                              output_names=["logits"], dynamo=True, external_data=big, opset_version=opset,
-                              dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, verbose=False)
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; one paragraph for the user
-        shutil.rmtree(staging, ignore_errors=True)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TextxferError(f"torch.onnx.export could not export the {type(model).__name__} of {run_dir}: {first}. "
-                            f"The PyTorch model itself still works (`textxfer predict`); try another torch version, "
-                            f"or an opset with `--opset`.") from None
-    export_seconds = time.perf_counter() - started
-    model.config.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    write_json(staging / RUN_INFO, {**info, "onnx": {"file": ONNX_FILE, "inputs": names, "output": "logits",
-                                                    "position_ids": "computed in the graph from attention_mask"
-                                                    if accepts_position_ids(model) else None}})
-    result = None
-    if check:
-        session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
-        result = check_onnx(model, session, tokenizer, names, texts, pairs, info.get("max_length", 512), source,
-                            export_seconds)
-        write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
-        if not result.passed:
-            failed = output_dir.with_name(output_dir.name + ".failed")
-            shutil.rmtree(failed, ignore_errors=True)
-            staging.rename(failed)
-            raise TextxferError(f"The ONNX export of {run_dir} does not match PyTorch: {result.summary()}. The export is "
-                                f"kept in {failed} for inspection, not in {output_dir}; report it with the torch and "
-                                f"onnxruntime versions ({result.torch_version}, {result.onnxruntime_version}).")
-    swap_into_place(staging, output_dir)
+    with target.staging() as staging:
+        big = sum(p.numel() * p.element_size() for p in model.parameters()) > 1.8 * 2**30  # ONNX protobuf limit: 2 GB
+        started = time.perf_counter()
+        try:
+            with _quiet_exporter():
+                torch.onnx.export(wrapped, (), str(staging / ONNX_FILE), kwargs=example, input_names=names,
+                                  output_names=["logits"], dynamo=True, external_data=big, opset_version=opset,
+                                  dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; one paragraph for the user
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TextxferError(f"torch.onnx.export could not export the {type(model).__name__} of {run_dir}: {first}. "
+                                f"The PyTorch model itself still works (`textxfer predict`); try another torch version, "
+                                f"or an opset with `--opset`.") from None
+        export_seconds = time.perf_counter() - started
+        model.config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        write_json(staging / RUN_INFO, {**info, "onnx": {"file": ONNX_FILE, "inputs": names, "output": "logits",
+                                                        "position_ids": "computed in the graph from attention_mask"
+                                                        if accepts_position_ids(model) else None}})
+        result = None
+        if check:
+            session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
+            result = check_onnx(model, session, tokenizer, names, texts, pairs, info.get("max_length", 512), source,
+                                export_seconds)
+            write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
+            if not result.passed:
+                failed = output_dir.with_name(f"{output_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+                staging.rename(failed)  # a new name: never a folder of the user's
+                raise TextxferError(f"The ONNX export of {run_dir} does not match PyTorch: {result.summary()}. The export is "
+                                    f"kept in {failed} for inspection, not in {output_dir}; report it with the torch and "
+                                    f"onnxruntime versions ({result.torch_version}, {result.onnxruntime_version}).")
     return output_dir, result

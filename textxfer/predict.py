@@ -8,7 +8,6 @@ clf.predict(["my card was charged twice"])
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -23,8 +22,37 @@ from .errors import TextxferError
 from .adapters import is_adapter_run, load_adapter
 from .models import PooledClassifier, accepts_position_ids, quiet_loading
 from .runfolder import RUN_INFO
+from .tables_out import added_names, check_output_path, note_renamed, output_format, write_table
 
 import datasets
+
+
+# Weight files a run folder needs, per kind of run; safetensors only: pickles can run code when loaded.
+_WEIGHTS = {"feature_extraction": [("backbone/model.safetensors", "backbone/model.safetensors.index.json"),
+                                   ("head.safetensors",)],
+            "adapter": [("adapter_model.safetensors",)],
+            "model": [("model.safetensors", "model.safetensors.index.json")]}
+_PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "backbone/pytorch_model.bin",
+            "head.bin", "model.ckpt", "tf_model.h5", "flax_model.msgpack")
+
+
+def require_weights(run_dir: Path, info: dict) -> None:
+    """Refuse, with the missing file named, a run folder without its safetensors weights; say so plainly
+    when it holds only pickled (`.bin`) weights, which textxfer never loads."""
+    if info.get("method") == "ensemble":
+        return
+    kind = ("feature_extraction" if info.get("method") == "feature_extraction"
+            else "adapter" if is_adapter_run(run_dir) else "model")
+    missing = [names[0] for names in _WEIGHTS[kind] if not any((run_dir / n).is_file() for n in names)]
+    if not missing:
+        return
+    pickles = [n for n in _PICKLES if (run_dir / n).is_file()]
+    why = (f" It holds {', '.join(pickles)} instead: pickled weights can run arbitrary code when loaded, so textxfer "
+           f"refuses them on purpose. Convert them to safetensors (`model.save_pretrained(folder)` with a current "
+           f"transformers writes safetensors) or train the run again." if pickles else
+           " The folder is incomplete or was changed by hand: train the run again, or restore the file.")
+    raise TextxferError(f"{run_dir} is a textxfer run folder, but its weights file {', '.join(missing)} is "
+                        f"missing.{why}")
 
 
 class Classifier:
@@ -53,6 +81,7 @@ class Classifier:
             hint = " (a run that was interrupted is left in a `.incomplete` folder)" if run_dir.with_name(run_dir.name + ".incomplete").exists() else ""
             raise TextxferError(f"{run_dir} is not a textxfer run folder: it has no {RUN_INFO}{hint}. Point at the `output_dir` of a finished run.")
         info = json.loads(info_path.read_text(encoding="utf-8"))
+        require_weights(run_dir, info)
         if info["method"] == "ensemble":
             from .ensemble import EnsembleClassifier
 
@@ -116,64 +145,45 @@ class Classifier:
         return [self.labels[i] for i in decided]
 
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column=None,
-                     pair_column: str | None = None) -> int:
+                     pair_column: str | None = None, escape_formulas: bool = True) -> int:
         """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with the prediction and
         scores (see `write_predictions`). Returns the number of rows written."""
+        check_output_path(output_path, [input_path])
         texts, pairs, table = read_texts(input_path, text_column or self.info["text_column"],
                                          text_pair_column=pair_column or self.info.get("text_pair_column"))
         probs = self.predict_proba(texts, pairs)
-        self.write_predictions(table, probs, output_path)
+        self.write_predictions(table, probs, output_path, escape_formulas, source=str(input_path))
         return len(texts)
 
-    def write_predictions(self, table, probs: np.ndarray, output_path: str | Path) -> None:
-        """Input columns plus the prediction, as CSV/TSV (or JSONL if the name ends in .jsonl).
+    def write_predictions(self, table, probs: np.ndarray, output_path: str | Path, escape_formulas: bool = True,
+                          source: str = "the input") -> None:
+        """Input columns, unchanged, plus the prediction; the format follows the extension (.csv, .tsv,
+        .jsonl, .parquet; see textxfer.tables_out, which also escapes spreadsheet formulas in CSV/TSV).
 
         Single-label: `predicted_label` and its probability `score`. Multi-label: `predicted_labels`
-        (a list in JSONL, joined by the run's label separator in CSV) and `score_<label>` per label.
+        (a list in JSONL and parquet, joined by the run's label separator in CSV/TSV) and `score_<label>`
+        per label. A prediction column whose name the input already uses gets a suffix (`score_1`).
         """
-        output_path = Path(output_path)
-        output_path.parent.mkdir(parents=True, exist_ok=True)
         decided = self.decide(probs)
+        delimited = output_format(output_path) in ("csv", "tsv")
         if self.multi_label:
-            added = ["predicted_labels", *[f"score_{l}" for l in self.labels]]
             separator = self.info.get("label_separator", "|")
-            predictions = [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
+            sets = [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
+            wanted = ["predicted_labels", *[f"score_{l}" for l in self.labels]]
+            values = [[separator.join(s) for s in sets] if delimited else sets,
+                      *[_scores(probs[:, j], delimited) for j in range(len(self.labels))]]
         else:
-            added = ["predicted_label", "score"]
-        columns = [c for c in table.column_names if c not in added]
-        rows = table.to_dict()
-        tmp = output_path.with_name(output_path.name + ".tmp")
-        jsonl = output_path.suffix.lower() in (".jsonl", ".ndjson")
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            writer = None if jsonl else csv.writer(fh, delimiter="\t" if output_path.suffix.lower() == ".tsv" else ",")
-            if writer:
-                writer.writerow([*columns, *added])
-            for i in range(len(probs)):
-                if self.multi_label:
-                    values = [predictions[i] if jsonl else separator.join(predictions[i]),
-                              *[_score(p, jsonl) for p in probs[i]]]
-                else:
-                    k = decided[i]
-                    values = [self.labels[k], _score(probs[i, k], jsonl)]
-                if jsonl:
-                    record = {c: rows[c][i] for c in columns}
-                    record.update(zip(added, values))
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                else:
-                    writer.writerow([*(_cell(rows[c][i]) for c in columns), *values])
-        tmp.replace(output_path)
+            wanted = ["predicted_label", "score"]
+            values = [[self.labels[k] for k in decided], _scores(probs[np.arange(len(probs)), decided], delimited)]
+        names = added_names(wanted, table.column_names)
+        note_renamed(wanted, names, source)
+        columns = table.to_dict() if len(table.column_names) else {}
+        write_table(output_path, {**columns, **dict(zip(names, values))}, escape_formulas)
 
 
-def _score(p: float, jsonl: bool):
-    return round(float(p), 6) if jsonl else f"{p:.6f}"
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+def _scores(p: np.ndarray, delimited: bool) -> list:
+    """Probabilities as CSV text with 6 decimals, or as numbers rounded to 6 decimals."""
+    return [f"{v:.6f}" for v in p] if delimited else [round(float(v), 6) for v in p]
 
 
 def load_classifier(run_dir: str | Path, device: str | None = None) -> Classifier:

@@ -1,6 +1,11 @@
-"""Pictures of a run: the confusion matrix and the learning curves."""
+"""Pictures of a run: the confusion matrix and the learning curves.
+
+Label names are user data: they reach the figures as plain text (matplotlib would read `$...$` as
+math and fail on `credit $5_or_$10`), through `plain_text` around every plot.
+"""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -9,7 +14,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+# Text stays text: no math parsing of `$`, no LaTeX, whatever the user's matplotlib settings.
+_PLAIN = {"text.parse_math": False, "text.usetex": False}
 
+
+def plain_text(plot):
+    """Run a plotting function with label names and titles drawn literally."""
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(_PLAIN):
+            return plot(*args, **kwargs)
+    return wrapper
+
+
+@plain_text
 def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: str | Path, title: str) -> None:
     """Row-normalised confusion matrix; the figure grows with the number of classes so 77+ stay readable."""
     counts = np.asarray(matrix, dtype=float)
@@ -36,6 +54,7 @@ def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: str 
     plt.close(fig)
 
 
+@plain_text
 def plot_learning_curves(history: list[dict], path: str | Path) -> None:
     """Training loss and validation scores (accuracy / F1) per epoch."""
     epochs = [h["epoch"] for h in history]
@@ -58,6 +77,7 @@ def plot_learning_curves(history: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
+@plain_text
 def plot_precision_recall(view: dict, path: str | Path) -> None:
     """Precision-recall curve of the positive class of a binary task (from `metrics.precision_recall_view`)."""
     curve = view["curve"]
@@ -74,6 +94,7 @@ def plot_precision_recall(view: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
+@plain_text
 def plot_label_scores(per_class: dict, thresholds: dict, path: str | Path, title: str) -> None:
     """Multi-label runs: precision, recall and F1 per label, with each label's decision threshold."""
     labels = list(per_class)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import filecmp
 import importlib.util
 import random
 import re
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TextxferError
+from .fsutil import atomic_file
 
 Rows = list[tuple[str, str]]
 
@@ -177,26 +179,33 @@ def read_splits(name: str, seed: int = 0) -> dict[str, Rows]:
     return EMBEDDED[name].read(_source_dir(name), seed)
 
 
-def export(name: str, dest: str | Path, train_rows: int | None = None, seed: int = 0) -> dict[str, Path]:
+def export(name: str, dest: str | Path, train_rows: int | None = None, seed: int = 0,
+           overwrite: bool = False) -> dict[str, Path]:
     """Write `train.csv` and `test.csv` (columns text, label) for an embedded data set; returns their paths.
 
     `train_rows` keeps a seeded random subset of that many training rows (the test set stays whole).
     `seed` also picks the train/test split of data sets without an official one (`sms_spam`).
+    An existing file of the same name is replaced only when it already holds exactly these rows, or
+    with `overwrite`.
     """
     splits = read_splits(name, seed)
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise TextxferError(f"The export folder {dest} is an existing file; give a folder.")
     dest.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, rows in splits.items():
         if split == "train" and train_rows:
             rows = random.Random(seed).sample(rows, min(train_rows, len(rows)))
         path = dest / f"{split}.csv"
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["text", "label"])
-            writer.writerows(rows)
-        tmp.replace(path)
+        with atomic_file(path, f"the {name} export") as tmp:
+            with tmp.open("w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["text", "label"])
+                writer.writerows(rows)
+            if path.exists() and not overwrite and not filecmp.cmp(tmp, path, shallow=False):
+                raise TextxferError(f"{path} exists and holds other rows than this export would write; textxfer does "
+                                    f"not replace it. Export into another folder, or pass --overwrite to replace it.")
         paths[split] = path
     return paths
 
@@ -207,11 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", choices=sorted(EMBEDDED))
     parser.add_argument("dest", help="output folder for train.csv and test.csv")
     parser.add_argument("--train-rows", type=int, help="keep a random subset of this many training rows")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing train.csv/test.csv in DEST")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the training subset and of the sms_spam train/test split")
     args = parser.parse_args(argv)
     try:
-        paths = export(args.name, args.dest, args.train_rows, args.seed)
+        paths = export(args.name, args.dest, args.train_rows, args.seed, args.overwrite)
     except TextxferError as exc:
         print(f"textxfer.samples: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None

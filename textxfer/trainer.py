@@ -36,7 +36,8 @@ from .decisions import aggregate, probabilities, threshold_for_target, tune_labe
 from .errors import TextxferError
 from .losses import make_loss
 from .models import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
-from .runfolder import write_run
+from .fsutil import check_free_space
+from .runfolder import model_bytes, run_output, write_run
 from .self_training import pseudo_labels, with_pseudo_labels, without_known
 from .strategies import L2SP, GradualUnfreezing, freeze_bottom, layerwise_groups
 
@@ -83,9 +84,21 @@ def _has_accelerator() -> bool:
 
 
 def train(recipe: Recipe) -> dict:
-    """Train, evaluate and save a classifier as the recipe says; returns the run's metrics."""
+    """Train, evaluate and save a classifier as the recipe says; returns the run's metrics.
+
+    The output folder is checked before any work and locked for the whole run (by the main process,
+    the only one that writes): see `textxfer.fsutil.OutputFolder`."""
     started = time.perf_counter()
     accelerator = make_accelerator(recipe)
+    output = run_output(recipe)
+    if not accelerator.is_main_process:
+        return _train(recipe, accelerator, output, started)
+    checkpoints.check_root(recipe.output_dir)
+    with output:
+        return _train(recipe, accelerator, output, started)
+
+
+def _train(recipe: Recipe, accelerator: Accelerator, output, started: float) -> dict:
     seed = recipe.train.seed
     splits = load_splits(recipe.data, seed)  # every process reads: it is cheap and needs no sync
     for note in splits.notes:
@@ -96,6 +109,11 @@ def train(recipe: Recipe) -> dict:
     model = build_model(recipe.model, splits.labels.id2label, tokenizer.pad_token_id, splits.multi_label,
                         recipe.train.gradient_checkpointing)
     _fit_max_length(recipe, tokenizer, model.config, accelerator)
+    run_bytes = _expected_run_bytes(recipe, model)
+    if accelerator.is_main_process:
+        check_free_space(Path(recipe.output_dir).parent, run_bytes, f"the run folder {recipe.output_dir} and its "
+                         f"checkpoints", fix=", or set `train.save_every=0` / `train.keep_checkpoints=1` for fewer "
+                         f"checkpoints")
     if recipe.model.freeze_layers is not None:
         freeze_bottom(model, recipe.model.freeze_layers)
     d = recipe.data
@@ -156,12 +174,25 @@ def train(recipe: Recipe) -> dict:
     # Under FSDP the weights are sharded across processes: gather them (a collective) before saving.
     state_dict = accelerator.get_state_dict(model) if accelerator.distributed_type == DistributedType.FSDP else None
     if accelerator.is_main_process:
-        run_metrics = write_run(recipe, accelerator.unwrap_model(model), tokenizer, splits, run_metrics, decision,
-                                state_dict)
+        run_metrics = write_run(recipe, output, accelerator.unwrap_model(model), tokenizer, splits, run_metrics,
+                                decision, state_dict, expected_bytes=model_bytes(model))
         checkpoints.remove_all(recipe.output_dir)  # the run folder is complete: nothing left to resume
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return run_metrics
+
+
+def _expected_run_bytes(recipe: Recipe, model: nn.Module) -> int:
+    """Disk the run will take at its peak: the saved model, and while training the newest checkpoints
+    (weights, AdamW's two moments of the trainable ones, the best epoch's trainable weights)."""
+    weights = model_bytes(model)
+    t = recipe.train
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    fine_tunes = recipe.model.method != "feature_extraction" or t.student_epochs
+    if t.save_every == 0 or not fine_tunes:
+        return weights
+    checkpoint = weights + 3 * (trainable if recipe.model.method != "feature_extraction" else weights)
+    return weights + (t.keep_checkpoints + 1) * checkpoint  # a new one is complete before the oldest goes
 
 
 def is_main_process() -> bool:
