@@ -14,6 +14,8 @@ os.environ.setdefault("TEXTXFER_CACHE", os.path.join(tempfile.gettempdir(), "tex
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data_samples"
+# The real support tickets, small: 60 training rows (10 intents), the 400-row test file.
+TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 
 
 def _save_tiny(folder: Path, config, tokenizer_cls) -> str:
@@ -65,6 +67,56 @@ def tiny_llama(tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("tiny-llama")
     _save_tiny(folder, config, BertTokenizer)
     return str(folder)
+
+
+def tiny_recipe(folder: Path, model: str, method: str = "full", data: dict | None = None,
+                output_dir: str | Path | None = None, **train_cfg) -> Path:
+    """A recipe training `model` briefly on the small tickets sample; the run goes to `folder/run`."""
+    settings = {"epochs": 4, "lr": 1e-3, "batch_size": 8, "seed": 3, **train_cfg}
+    return write_recipe(folder, data={**TICKETS, **(data or {})}, model={"name": model, "method": method},
+                        train=settings, output_dir=str(output_dir or folder / "run"))
+
+
+# The finished runs that many tests read: trained once per session (several files used to train their
+# own copies of the same tiny runs). A test that changes a run must copy it first (`copy_run`).
+SHARED_RUN = {"epochs": 2, "lr": 5e-3, "batch_size": 16, "seed": 1}
+
+
+def _shared_run(tmp_path_factory, model: str, method: str) -> Path:
+    from textxfer import load_recipe, train
+
+    folder = tmp_path_factory.mktemp(f"tiny-{method}-run")
+    path = write_recipe(folder, data=TICKETS, model={"name": model, "method": method, "lora": {"r": 4, "alpha": 8}},
+                        train=SHARED_RUN, output_dir=str(folder / "run"))
+    train(load_recipe(path))
+    return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_full_run(tmp_path_factory, tiny_bert) -> Path:
+    """A finished `full` run of the tiny BERT on the small tickets (with a test file)."""
+    return _shared_run(tmp_path_factory, tiny_bert, "full")
+
+
+@pytest.fixture(scope="session")
+def tiny_fe_run(tmp_path_factory, tiny_bert) -> Path:
+    """A finished `feature_extraction` run of the same model, data and seed as `tiny_full_run`."""
+    return _shared_run(tmp_path_factory, tiny_bert, "feature_extraction")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(tmp_path_factory, tiny_llama) -> Path:
+    """A finished `lora` run (r=4) of the tiny Llama on the small tickets."""
+    return _shared_run(tmp_path_factory, tiny_llama, "lora")
+
+
+def copy_run(run: Path, folder: Path, name: str = "run") -> Path:
+    """A private copy of a finished run, for a test that changes or replaces it."""
+    import shutil
+
+    target = folder / name
+    shutil.copytree(run, target)
+    return target
 
 
 @pytest.fixture

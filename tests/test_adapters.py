@@ -118,6 +118,27 @@ def test_qlora_quantizes_the_base_but_not_the_head(tmp_path, tiny_llama):
     assert clf.predict([r["text"] for r in rows[:40]]) == [r["predicted_label"] for r in rows[:40]]
 
 
+def test_qlora_layers_the_cpu_4bit_kernels_cannot_take_are_refused_before_training(tmp_path, monkeypatch, cli):
+    """bitsandbytes repacks 4-bit weights in blocks on AVX-512 BF16 CPUs: a layer narrower than a block
+    failed there with a reshape error at the first evaluation. textxfer says so before training."""
+    import bitsandbytes.nn.modules as bnb_modules
+    from transformers import BertTokenizer, LlamaConfig
+
+    from conftest import SAMPLES, _save_tiny, write_recipe
+
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)  # the packed path, on any CPU
+    narrow = LlamaConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128, pad_token_id=0)
+    model_dir = _save_tiny(tmp_path / "narrow", narrow, BertTokenizer)
+    recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"), "max_length": 32},
+                          model={"name": model_dir, "method": "qlora"}, train={"epochs": 1},
+                          output_dir=str(tmp_path / "run"))
+    code, out, err = cli("train", recipe)
+    assert code == 2 and "Traceback" not in err
+    assert "AVX-512" in err and "multiple of 64" in err and "k_proj (32 -> 16)" in err and "model.method=lora" in err
+    assert "epoch" not in out and not (tmp_path / "run").exists()
+
+
 def test_lora_on_an_encoder(tmp_path, tiny_bert):
     metrics, run_dir = run(tmp_path, tiny_bert, epochs=2)
     saved = load_file(str(run_dir / "adapter_model.safetensors"))

@@ -61,6 +61,20 @@ def test_unknown_key_in_yaml_is_rejected_with_file_name(tmp_path):
     ("train.epochs=0", "at least 1"),
     ("data.validation_split=1.5", "between 0 and 1"),
     ("train.lr", "key=value"),
+    # every float setting must be finite and in its range (inf trained to chance, nan crashed)
+    ("train.lr=inf", "train.lr.*finite number"),
+    ("train.lr=nan", "train.lr.*finite number"),
+    ("train.lr=.inf", "train.lr.*finite number"),
+    ("train.lr=-inf", "train.lr.*finite number"),
+    ("train.weight_decay=nan", "train.weight_decay.*finite number"),
+    ("train.warmup_ratio=-.inf", "train.warmup_ratio.*finite number"),
+    ("model.lora.alpha=inf", "model.lora.alpha.*finite number"),
+    ("train.weight_decay=-0.1", "train.weight_decay.*0 or more"),
+    ("train.max_grad_norm=0", "train.max_grad_norm.*positive"),
+    ("train.min_steps=-5", "train.min_steps.*0 or more"),
+    ("train.early_stopping_patience=0", "early_stopping_patience.*at least 1"),
+    ("train.seed=-1", "train.seed.*between 0 and"),
+    ("overwrite=maybe", "overwrite.*true or false"),
 ])
 def test_bad_values_are_explained(override, fragment):
     with pytest.raises(TextxferError, match=fragment):

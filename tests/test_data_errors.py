@@ -95,6 +95,28 @@ def test_invalid_json_line_is_named(tmp_path):
     assert "j.jsonl" in msg and "line 2" in msg
 
 
+@pytest.mark.parametrize("value,kind", [('{"subject": "card", "body": "lost"}', "an object"),
+                                        ('["my card", "is lost"]', "a list")])
+def test_a_jsonl_text_that_is_an_object_or_a_list_is_refused_with_its_line(tmp_path, value, kind):
+    lines = [f'{{"text": {value}, "label": "card"}}' for _ in range(6)]
+    path = write(tmp_path, "t.jsonl", "\n".join(lines) + "\n")
+    msg = error_of(train=str(path))
+    assert f"{kind} instead of a text" in msg and "line 1" in msg and "`text`" in msg and "t.jsonl" in msg
+
+
+def test_a_jsonl_text_of_mixed_types_names_the_line(tmp_path):
+    lines = ['{"text": "my card is lost", "label": "card"}'] * 5 + ['{"text": {"body": "lost"}, "label": "card"}']
+    path = write(tmp_path, "t.jsonl", "\n".join(lines) + "\n")
+    msg = error_of(train=str(path))
+    assert "line 6" in msg and "`text`" in msg and "t.jsonl" in msg
+
+
+def test_nested_multi_label_values_are_refused(tmp_path):
+    path = write(tmp_path, "t.jsonl", '{"text": "a", "label": ["x", "y"]}\n{"text": "b", "label": [["x"]]}\n')
+    msg = error_of(train=str(path), multi_label=True)
+    assert "line 2" in msg and "nested" in msg
+
+
 def test_non_utf8_bytes_name_the_line_and_suggest_encoding(tmp_path):
     content = GOOD.encode() + "caf\xe9 au lait,fee\n".encode("latin-1")
     path = write(tmp_path, "l.csv", content)

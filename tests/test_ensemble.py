@@ -26,10 +26,8 @@ def _train(tmp: Path, model: str, method: str, seed: int = 1, **train_extra) -> 
 
 
 @pytest.fixture(scope="module")
-def members(tmp_path_factory, tiny_bert):
-    full = _train(tmp_path_factory.mktemp("full"), tiny_bert, "full")
-    fe = _train(tmp_path_factory.mktemp("fe"), tiny_bert, "feature_extraction")
-    return full, fe
+def members(tiny_full_run, tiny_fe_run):
+    return tiny_full_run, tiny_fe_run
 
 
 @pytest.fixture(scope="module")

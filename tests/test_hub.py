@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from conftest import SAMPLES, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from textxfer import load_classifier, load_recipe
 from textxfer.errors import TextxferError
 
 TOKEN = "hf_FAKEtokenTHATmustNEVERbeSHOWN0123456789"
@@ -26,21 +26,14 @@ FULL_FILES = sorted(COMMON + ["config.json", "model.safetensors"])
 ADAPTER_FILES = sorted(COMMON + ["adapter_config.json", "adapter_model.safetensors", "config.json"])
 
 
-def _train(tmp: Path, model: str, method: str, **extra) -> Path:
-    path = write_recipe(tmp, data=DATA, model={"name": model, "method": method, "lora": {"r": 4, "alpha": 8}},
-                        train={"epochs": 1, "lr": 5e-3, "batch_size": 16, "seed": 1}, output_dir=str(tmp / "run"), **extra)
-    train(load_recipe(path))
-    return tmp / "run"
+@pytest.fixture
+def full_run(tiny_full_run):
+    return tiny_full_run
 
 
-@pytest.fixture(scope="module")
-def full_run(tmp_path_factory, tiny_bert):
-    return _train(tmp_path_factory.mktemp("full"), tiny_bert, "full")
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_llama):
-    return _train(tmp_path_factory.mktemp("lora"), tiny_llama, "lora")
+@pytest.fixture
+def lora_run(tiny_lora_run):
+    return tiny_lora_run
 
 
 def card_header(folder: Path) -> dict:

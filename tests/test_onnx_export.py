@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from conftest import SAMPLES
+from textxfer import load_classifier
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -14,21 +14,13 @@ pytest.importorskip("onnxscript")
 DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 
 
-def _train(tmp, model, method):
-    path = write_recipe(tmp, data=DATA, model={"name": model, "method": method, "lora": {"r": 4, "alpha": 8}},
-                        train={"epochs": 1, "lr": 5e-3, "batch_size": 16, "seed": 2}, output_dir=str(tmp / "run"))
-    train(load_recipe(path))
-    return tmp / "run"
-
-
 @pytest.fixture(scope="module")
-def exported_full(tmp_path_factory, tiny_bert):
+def exported_full(tmp_path_factory, tiny_full_run):
     from textxfer.cli import main
 
     tmp = tmp_path_factory.mktemp("onnx-full")
-    run = _train(tmp, tiny_bert, "full")
-    assert main(["export-onnx", str(run), str(tmp / "onnx")]) == 0
-    return run, tmp / "onnx"
+    assert main(["export-onnx", str(tiny_full_run), str(tmp / "onnx")]) == 0
+    return tiny_full_run, tmp / "onnx"
 
 
 def _session(folder):
@@ -74,10 +66,10 @@ def test_onnx_predictions_equal_textxfer_predictions_for_any_batch_shape(exporte
                                                            csv.DictReader(open(run / "predictions_test.csv", encoding="utf-8"))]
 
 
-def test_merged_lora_decoder_exports_and_pads_either_side(tmp_path, tiny_llama, cli):
+def test_merged_lora_decoder_exports_and_pads_either_side(tmp_path, tiny_lora_run, cli):
     from transformers import AutoTokenizer
 
-    run = _train(tmp_path, tiny_llama, "lora")
+    run = tiny_lora_run
     code, _, err = cli("export-onnx", run, tmp_path / "onnx")
     assert code == 2 and "textxfer merge" in err  # adapters must be merged first
     assert cli("merge", run, tmp_path / "merged")[0] == 0

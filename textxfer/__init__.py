@@ -2,7 +2,7 @@
 
     from textxfer import load_recipe, train, load_classifier
 """
-from ._version import __version__
+from ._version import __version__  # noqa: F401  (textxfer.__version__)
 __all__ = ["load_recipe", "train", "load_classifier", "TextxferError"]
 
 

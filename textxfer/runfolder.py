@@ -3,7 +3,8 @@
 A run folder holds the model and tokenizer (safetensors), `textxfer.json` (labels, method and
 text settings for prediction), the resolved `recipe.yaml`, `metrics.json`, plots and
 `predictions_test.csv`. A crash never leaves a folder that looks finished: until the final
-rename, everything lives in `<output_dir>.incomplete/`.
+rename, everything lives in `<output_dir>.incomplete/` (see `textxfer.fsutil.OutputFolder`, which also
+decides whether an existing `output_dir` may be replaced, and locks it for the run).
 """
 from __future__ import annotations
 

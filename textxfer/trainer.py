@@ -93,8 +93,8 @@ def train(recipe: Recipe) -> dict:
     output = run_output(recipe)
     if not accelerator.is_main_process:
         return _train(recipe, accelerator, output, started)
-    checkpoints.check_root(recipe.output_dir)
     with output:
+        checkpoints.check_root(recipe.output_dir)
         return _train(recipe, accelerator, output, started)
 
 
