@@ -182,10 +182,10 @@ def fraud_rows(rows, size, seed):
 def load_strip_newsgroup_header():
     """Return ``textxfer.samples.strip_newsgroup_header`` (the repository copy if textxfer is not installed)."""
     try:
-        from textxfer.samples import strip_newsgroup_header
+        from textxfer.data.samples import strip_newsgroup_header
     except ImportError:
         sys.path.insert(0, str(OUT_DIR.parent))
-        from textxfer.samples import strip_newsgroup_header
+        from textxfer.data.samples import strip_newsgroup_header
     return strip_newsgroup_header
 
 

@@ -21,7 +21,7 @@ TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "t
 def _save_tiny(folder: Path, config, tokenizer_cls) -> str:
     from transformers import AutoModel
 
-    from textxfer.models import resolve_model_path
+    from textxfer.models.build import resolve_model_path
 
     import torch
 
@@ -58,7 +58,7 @@ def tiny_llama(tmp_path_factory) -> str:
 
     Every linear layer's input is a multiple of 64 and its output of 32: bitsandbytes' 4-bit CPU kernels
     for AVX-512 BF16 machines repack weights in such blocks (smaller layers fail there, see
-    `textxfer.adapters.check_4bit_layers`)."""
+    `textxfer.models.adapters.check_4bit_layers`)."""
     from transformers import BertTokenizer, LlamaConfig
 
     config = LlamaConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -122,7 +122,7 @@ def copy_run(run: Path, folder: Path, name: str = "run") -> Path:
 @pytest.fixture
 def cli(capsys):
     """Run the `textxfer` command in-process: returns (exit status, stdout, stderr)."""
-    from textxfer.cli import main
+    from textxfer.commands.cli import main
 
     def run(*args: str):
         code = main([str(a) for a in args])

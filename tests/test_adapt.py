@@ -56,7 +56,7 @@ def test_adapt_needs_unlabeled_text(tmp_path, tiny_bert, cli):
 def test_a_checkpoint_with_its_masked_lm_head_is_recognised(tmp_path, tiny_bert):
     from transformers import AutoConfig, BertForMaskedLM
 
-    from textxfer.adapt import _lm_model
+    from textxfer.commands.adapt import _lm_model
 
     BertForMaskedLM(AutoConfig.from_pretrained(tiny_bert)).save_pretrained(tmp_path / "mlm")
     assert _lm_model(str(tmp_path / "mlm"), False, None)[1] is True

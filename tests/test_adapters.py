@@ -10,9 +10,9 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
-from textxfer.config import ModelConfig
+from textxfer.config.schema import ModelConfig
 from textxfer.errors import TextxferError
-from textxfer.models import build_model
+from textxfer.models.build import build_model
 
 TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 TEXTS = ["my card still has not arrived", "why was I charged for taking out cash?", "the exchange rate is wrong",

@@ -5,7 +5,7 @@ import pytest
 
 import torch
 
-from textxfer.batching import (LengthBucketBatchSampler, PadCollator, TokenizedDataset, TokenNoise, eval_loader,
+from textxfer.data.batching import (LengthBucketBatchSampler, PadCollator, TokenizedDataset, TokenNoise, eval_loader,
                                train_loader)
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import SAMPLES, write_recipe
-from textxfer.compare import parse_budgets, parse_strategies, subsample
+from textxfer.commands.compare import parse_budgets, parse_strategies, subsample
 from textxfer.errors import TextxferError
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textxfer.config import METHOD_DEFAULTS, load_recipe, valid_keys
+from textxfer.config.schema import METHOD_DEFAULTS, load_recipe, valid_keys
 from textxfer.errors import TextxferError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from conftest import ROOT, SAMPLES, write, write_recipe
-from textxfer.config import DataConfig
-from textxfer.data import load_splits
+from textxfer.config.schema import DataConfig
+from textxfer.data.splits import load_splits
 from textxfer.errors import TextxferError
 
 GOOD = "text,label\n" + "".join(f"ticket number {i} about {'cards' if i % 2 else 'fees'},{'card' if i % 2 else 'fee'}\n" for i in range(20))

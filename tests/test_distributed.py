@@ -9,8 +9,8 @@ import pytest
 
 from conftest import ROOT, SAMPLES, write_recipe
 from textxfer import load_recipe, train
-from textxfer.config import DataConfig
-from textxfer.data import load_splits
+from textxfer.config.schema import DataConfig
+from textxfer.data.splits import load_splits
 
 
 DATA = {"train": str(SAMPLES / "tickets_train.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}

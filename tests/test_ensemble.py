@@ -11,7 +11,7 @@ import pytest
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
-from textxfer.ensemble import COMBINE_RULES, build_ensemble, combine
+from textxfer.inference.ensemble import COMBINE_RULES, build_ensemble, combine
 from textxfer.errors import TextxferError
 
 DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from textxfer import gguf_cache
+from textxfer.models import gguf_cache
 from textxfer.errors import TextxferError
-from textxfer.gguf_cache import MARKER, materialize
+from textxfer.models.gguf_cache import MARKER, materialize
 
 
 def _builder(calls: list):
@@ -92,7 +92,7 @@ def test_concurrent_processes_build_once(tmp_path):
     script = textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from textxfer.gguf_cache import materialize
+        from textxfer.models.gguf_cache import materialize
 
         def build(folder):
             with open({str(tmp_path / "builds.log")!r}, "a") as log:

@@ -16,7 +16,7 @@ DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tick
 
 @pytest.fixture(scope="module")
 def exported_full(tmp_path_factory, tiny_full_run):
-    from textxfer.cli import main
+    from textxfer.commands.cli import main
 
     tmp = tmp_path_factory.mktemp("onnx-full")
     assert main(["export-onnx", str(tiny_full_run), str(tmp / "onnx")]) == 0

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TICKETS, copy_run, tiny_recipe, write
 from textxfer import load_classifier
-from textxfer.tables_out import escape_formula
+from textxfer.data.tables_out import escape_formula
 
 
 def rows_of(path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from textxfer import samples
+from textxfer.data import samples
 from textxfer.errors import TextxferError
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"

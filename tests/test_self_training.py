@@ -10,8 +10,8 @@ import torch
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
 from textxfer.errors import TextxferError
-from textxfer.batching import TokenizedDataset
-from textxfer.self_training import pseudo_labels, with_pseudo_labels, without_known
+from textxfer.data.batching import TokenizedDataset
+from textxfer.training.self_training import pseudo_labels, with_pseudo_labels, without_known
 
 
 def test_pseudo_labels_take_the_most_confident_texts_of_each_predicted_class():

@@ -5,10 +5,10 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_recipe, train
-from textxfer.config import ModelConfig
+from textxfer.config.schema import ModelConfig
 from textxfer.errors import TextxferError
-from textxfer.models import build_model
-from textxfer.strategies import GradualUnfreezing, L2SP, layerwise_groups, parameter_depths
+from textxfer.models.build import build_model
+from textxfer.models.strategies import GradualUnfreezing, L2SP, layerwise_groups, parameter_depths
 
 TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 

@@ -1,6 +1,6 @@
 """`python -m textxfer ...` is the `textxfer` command."""
 import sys
 
-from textxfer.cli import main
+from textxfer.commands.cli import main
 
 sys.exit(main())

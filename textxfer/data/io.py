@@ -14,7 +14,7 @@ from pathlib import Path
 import datasets
 from datasets import Features, Value
 
-from .errors import TextxferError
+from ..errors import TextxferError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "json", ".ndjson": "json",
            ".json": "json", ".parquet": "parquet"}

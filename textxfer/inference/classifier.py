@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
-from .data import read_texts
-from .decisions import aggregate, decide, probabilities
-from .errors import TextxferError
-from .adapters import is_adapter_run, load_adapter
-from .models import PooledClassifier, accepts_position_ids, quiet_loading
-from .runfolder import RUN_INFO
-from .tables_out import added_names, check_output_path, note_renamed, output_format, write_table
+from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+from ..data.splits import read_texts
+from ..evaluation.decisions import aggregate, decide, probabilities
+from ..errors import TextxferError
+from ..models.adapters import is_adapter_run, load_adapter
+from ..models.build import PooledClassifier, accepts_position_ids, quiet_loading
+from ..runs.folder import RUN_INFO
+from ..data.tables_out import added_names, check_output_path, note_renamed, output_format, write_table
 
 import datasets
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import METHODS, Recipe, load_recipe
-from .data import load_splits
-from .errors import TextxferError
-from .fsutil import OutputFolder, write_json
+from ..config.schema import METHODS, Recipe, load_recipe
+from ..data.splits import load_splits
+from ..errors import TextxferError
+from ..fsutil import OutputFolder, write_json
 
 # `self_training`: feature extraction plus self-training on the pool rows the cell does not label;
 # `noisy_student`: the same, then a student fine-tuned on the self-trained head's pseudo-labels
@@ -108,7 +108,7 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
 
 def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str], strategies: list[str],
              budgets: list[int | None], seeds: int, root: Path) -> list[dict]:
-    from .trainer import train
+    from ..training.trainer import train
 
     data_dir = root / "data"
     splits = load_splits(base.data, base.train.seed)
@@ -222,8 +222,8 @@ def _frozen_features(recipe: Recipe, pool: list[str], test: list[str]) -> dict:
     import datasets
     import torch
 
-    from .batching import PadCollator, TokenizedDataset, eval_loader, tokenize
-    from .models import HeadConfig, PooledClassifier, build_tokenizer, quiet_loading, resolve_model_path
+    from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+    from ..models.build import HeadConfig, PooledClassifier, build_tokenizer, quiet_loading, resolve_model_path
     from transformers import AutoModel
 
     tokenizer = build_tokenizer(recipe.model)

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .errors import TextxferError
+from ..config.schema import ModelConfig
+from ..errors import TextxferError
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -173,7 +173,7 @@ def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
     """Reload an adapter run for prediction (4-bit base again for qlora runs)."""
     from peft import AutoPeftModelForSequenceClassification
 
-    from .models import quiet_loading
+    from .build import quiet_loading
 
     kwargs = {}
     if (Path(run_dir) / "config.json").is_file():
@@ -193,7 +193,7 @@ def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
 
 
 def _lora(info: dict):
-    from .config import LoraSettings
+    from ..config.schema import LoraSettings
 
     return LoraSettings(**info.get("lora", {}))
 
@@ -203,8 +203,8 @@ def merge(run_dir: str | Path, output_dir: str | Path, overwrite: bool = False) 
     label names, the tokenizer and textxfer's run info, loadable with `AutoModelForSequenceClassification`."""
     from transformers import AutoTokenizer
 
-    from .fsutil import OutputFolder, write_json
-    from .runfolder import RUN_INFO
+    from ..fsutil import OutputFolder, write_json
+    from ..runs.folder import RUN_INFO
 
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     if not is_adapter_run(run_dir):

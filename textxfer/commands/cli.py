@@ -15,16 +15,16 @@ import argparse
 import os
 import sys
 
-from .errors import TextxferError
+from ..errors import TextxferError
 
 
 def _train(args) -> int:
-    from .config import load_recipe
-    from .trainer import is_main_process, train
+    from ..config.schema import load_recipe
+    from ..training.trainer import is_main_process, train
 
     recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
     if recipe.push_to_hub is not None:  # token, offline mode, base model: fail now, not after training
-        from .hub import check_can_push
+        from .push import check_can_push
 
         check_can_push(recipe)
     metrics = train(recipe)
@@ -42,7 +42,7 @@ def _train(args) -> int:
         extra = f"; {positive}: precision {precision:.4f}, recall {recall:.4f}"
     print(f"textxfer: {split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
     if recipe.push_to_hub is not None:
-        from .hub import push
+        from .push import push
 
         settings = recipe.push_to_hub
         try:
@@ -61,7 +61,7 @@ def _print_push(result) -> None:
 
 
 def _push(args) -> int:
-    from .hub import dry_run, push
+    from .push import dry_run, push
 
     if args.dry_run:
         result = dry_run(args.run_dir, args.dry_run, args.repo_id, args.base_model, args.license, args.revision)
@@ -76,7 +76,7 @@ def _push(args) -> int:
 
 
 def _export_onnx(args) -> int:
-    from .onnx_export import export_onnx
+    from .export_onnx import export_onnx
 
     out, check = export_onnx(args.run_dir, args.output_dir, check=not args.no_check, check_file=args.check_file,
                              opset=args.opset, overwrite=args.overwrite)
@@ -87,9 +87,9 @@ def _export_onnx(args) -> int:
 
 
 def _predict(args) -> int:
-    from .io import check_readable
-    from .predict import load_classifier
-    from .tables_out import check_output_path
+    from ..data.io import check_readable
+    from ..inference.classifier import load_classifier
+    from ..data.tables_out import check_output_path
 
     check_readable(args.input, "input")  # the paths first: loading a model takes seconds
     check_output_path(args.output, [args.input])
@@ -102,7 +102,7 @@ def _predict(args) -> int:
 
 
 def _merge(args) -> int:
-    from .adapters import merge
+    from ..models.adapters import merge
 
     out = merge(args.run_dir, args.output_dir, overwrite=args.overwrite)
     print(f"textxfer: merged the adapters of {args.run_dir} into a standalone model in {out} "
@@ -112,7 +112,7 @@ def _merge(args) -> int:
 
 def _adapt(args) -> int:
     from .adapt import adapt
-    from .config import load_recipe
+    from ..config.schema import load_recipe
 
     recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
     adapt(recipe, args.output, args.epochs, args.lr, args.mlm_probability)
@@ -127,7 +127,7 @@ def _compare(args) -> int:
 
 
 def _ensemble(args) -> int:
-    from .ensemble import build_ensemble
+    from ..inference.ensemble import build_ensemble
 
     metrics = build_ensemble(args.run_dirs, args.output, args.rule, overwrite=args.overwrite)
     split = "test" if "test" in metrics else "validation"

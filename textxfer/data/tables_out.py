@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import TextxferError
-from .fsutil import atomic_file
+from ..errors import TextxferError
+from ..fsutil import atomic_file
 
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

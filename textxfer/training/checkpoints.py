@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import TextxferError
-from .fsutil import disk_full_error, fsync_tree, is_disk_full
+from ..errors import TextxferError
+from ..fsutil import disk_full_error, fsync_tree, is_disk_full
 
 STATE_FILE = "textxfer_state.json"
 BEST_FILE = "best_trainable.safetensors"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from .batching import TokenizedDataset
+from ..data.batching import TokenizedDataset
 
 
 def pseudo_labels(logits: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,12 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from ._version import __version__
-from .config import Recipe, save_recipe
-from .data import Splits
-from .fsutil import OutputFolder, write_json  # noqa: F401  (write_json: re-exported for the commands)
-from .metrics import full_report
-from .report import plot_confusion_matrix, plot_label_scores, plot_learning_curves, plot_precision_recall
+from .._version import __version__
+from ..config.schema import Recipe, save_recipe
+from ..data.splits import Splits
+from ..fsutil import OutputFolder, write_json  # noqa: F401  (write_json: re-exported for the commands)
+from ..evaluation.metrics import full_report
+from ..evaluation.report import plot_confusion_matrix, plot_label_scores, plot_learning_curves, plot_precision_recall
 
 RUN_INFO = "textxfer.json"
 
@@ -41,12 +41,12 @@ def write_run(recipe: Recipe, output: OutputFolder, model, tokenizer, splits: Sp
     written into the output's staging folder and published only when complete; a plot that cannot be
     drawn is a warning, never the loss of the trained model.
     """
-    from .predict import Classifier  # predict imports runfolder for RUN_INFO
+    from ..inference.classifier import Classifier  # predict imports runfolder for RUN_INFO
 
     with output.staging(expected_bytes) as staging:
         if recipe.model.method in ("lora", "qlora"):
-            from .adapters import save_adapter
-            from .models import resolve_model_path
+            from ..models.adapters import save_adapter
+            from ..models.build import resolve_model_path
 
             save_adapter(model, staging, resolve_model_path(recipe.model.name))
         elif state_dict is not None:  # gathered from FSDP shards

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import datasets
 
-from .config import DataConfig
-from .errors import TextxferError
+from ..config.schema import DataConfig
+from ..errors import TextxferError
 from .io import file_format, read_table
 
 MAX_LISTED = 5

@@ -17,7 +17,7 @@ import re
 import torch
 from torch import nn
 
-from .errors import TextxferError
+from ..errors import TextxferError
 
 # `encoder.layer.3.`, `model.layers.3.`, `transformer.layer.3.`, `h.3.`, `block.3.`
 _LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")

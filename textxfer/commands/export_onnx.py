@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import TextxferError
-from .fsutil import OutputFolder, write_json
+from ..errors import TextxferError
+from ..fsutil import OutputFolder, write_json
 
 ONNX_FILE = "model.onnx"
 CHECK_FILE = "onnx_check.json"
@@ -119,9 +119,9 @@ def _require_runtime():
 def _load_run(run_dir: Path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .adapters import is_adapter_run
-    from .models import quiet_loading
-    from .runfolder import RUN_INFO
+    from ..models.adapters import is_adapter_run
+    from ..models.build import quiet_loading
+    from ..runs.folder import RUN_INFO
 
     info_path = run_dir / RUN_INFO
     if not info_path.is_file():
@@ -170,7 +170,7 @@ def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: li
     """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits."""
     import onnxruntime
 
-    from .models import accepts_position_ids
+    from ..models.build import accepts_position_ids
 
     wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
     torch_logits, ort_logits, order = [], [], []
@@ -196,7 +196,7 @@ def _check_texts(run_dir: Path, info: dict, check_file: str | None):
     """Texts of the run's test file (or `check_file`): (texts, pairs, where they came from)."""
     import yaml
 
-    from .data import read_texts
+    from ..data.splits import read_texts
 
     path = check_file
     if path is None and (run_dir / "recipe.yaml").is_file():
@@ -231,8 +231,8 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
             opset: int | None) -> tuple[Path, OnnxCheck | None]:
     import onnxruntime
 
-    from .models import accepts_position_ids
-    from .runfolder import RUN_INFO
+    from ..models.build import accepts_position_ids
+    from ..runs.folder import RUN_INFO
 
     output_dir = target.path
     model, tokenizer, info = _load_run(run_dir)

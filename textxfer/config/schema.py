@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from .errors import TextxferError
+from ..errors import TextxferError
 
 METHODS = ("full", "feature_extraction", "scratch", "lora", "qlora", "lp_ft")
 

@@ -57,9 +57,9 @@ def file_label(path: str) -> str:
 def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[Split], str | None]:
     """Rows and label counts per split, from the data files when they are still where the recipe says
     (the exact split of the run: same seed), else the test support recorded in metrics.json."""
-    from .config import recipe_from_dict
-    from .data import load_splits
-    from .errors import TextxferError
+    from ..config.schema import recipe_from_dict
+    from ..data.splits import load_splits
+    from ..errors import TextxferError
 
     data = recipe.get("data") or {}
     try:
@@ -137,7 +137,7 @@ PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "le
 
 def plot_sources(run_dir: Path) -> dict[str, Path]:
     """The run's plots; a merged folder (which has none) takes them from the run it was merged from."""
-    from .runfolder import RUN_INFO
+    from ..runs.folder import RUN_INFO
 
     merged_from = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8")).get("merged_from")
     folders = [run_dir] + ([Path(merged_from)] if merged_from else [])
@@ -155,7 +155,7 @@ def build_card(run_dir: Path, repo_id: str, base: Base, license: str, adapter: b
     import yaml
     from huggingface_hub import ModelCard
 
-    from .runfolder import RUN_INFO
+    from ..runs.folder import RUN_INFO
 
     info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) if (run_dir / "recipe.yaml").is_file() else {}

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
-from .config import load_recipe
-from .data import load_splits
-from .errors import TextxferError
-from .metrics import full_report, selection_metric, summary
-from .predict import Classifier
-from .report import plot_confusion_matrix
-from .fsutil import OutputFolder, write_json
-from .runfolder import RUN_INFO, draw_safely
+from .._version import __version__
+from ..config.schema import load_recipe
+from ..data.splits import load_splits
+from ..errors import TextxferError
+from ..evaluation.metrics import full_report, selection_metric, summary
+from .classifier import Classifier
+from ..evaluation.report import plot_confusion_matrix
+from ..fsutil import OutputFolder, write_json
+from ..runs.folder import RUN_INFO, draw_safely
 
 COMBINE_RULES = ("mean_log_prob", "mean_prob")
 MEMBERS_DIR = "members"

@@ -19,11 +19,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
-from .config import Recipe
-from .data import read_unlabeled
-from .errors import TextxferError
-from .fsutil import OutputFolder, write_json
+from ..data.batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
+from ..config.schema import Recipe
+from ..data.splits import read_unlabeled
+from ..errors import TextxferError
+from ..fsutil import OutputFolder, write_json
 
 DECODER_SUFFIX = "ForCausalLM"
 
@@ -49,7 +49,7 @@ def _adapt(recipe: Recipe, accelerator, target: OutputFolder, epochs: int, lr: f
     from accelerate.utils import set_seed
     from transformers import AutoConfig, DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 
-    from .models import build_tokenizer, is_sentence_embedding_model, quiet_loading, resolve_model_path
+    from ..models.build import build_tokenizer, is_sentence_embedding_model, quiet_loading, resolve_model_path
 
     final = target.path
     set_seed(recipe.train.seed)
