@@ -21,7 +21,7 @@ TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "t
 def _save_tiny(folder: Path, config, tokenizer_cls) -> str:
     from transformers import AutoModel
 
-    from textxfer.models.build import resolve_model_path
+    from textxfer.models.embedded import resolve_model_path
 
     import torch
 

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
-from textxfer.config.schema import ModelConfig
+from textxfer.config import LoraSettings, ModelConfig
 from textxfer.errors import TextxferError
 from textxfer.models.build import build_model
 
@@ -102,8 +102,7 @@ def test_qlora_quantizes_the_base_but_not_the_head(tmp_path, tiny_llama):
     import bitsandbytes as bnb
 
     labels = {0: "a", 1: "b", 2: "c"}
-    cfg = ModelConfig(name=tiny_llama, method="qlora")
-    cfg.lora.compute_dtype = "float32"
+    cfg = ModelConfig(name=tiny_llama, method="qlora", lora=LoraSettings(compute_dtype="float32"))
     model = build_model(cfg, labels, 0, gradient_checkpointing=True)
     quantized = [n for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(quantized) == 14  # q, k, v, o, gate, up, down in each of 2 layers
@@ -150,7 +149,6 @@ def test_lora_on_an_encoder(tmp_path, tiny_bert):
 
 
 def test_unknown_target_modules_is_a_clear_error(tiny_llama):
-    cfg = ModelConfig(name=tiny_llama, method="lora")
-    cfg.lora.target_modules = ["query_key_value"]
+    cfg = ModelConfig(name=tiny_llama, method="lora", lora=LoraSettings(target_modules=["query_key_value"]))
     with pytest.raises(TextxferError, match="q_proj"):
         build_model(cfg, {0: "a", 1: "b"}, 0)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, SAMPLES, write_recipe
 from textxfer import load_recipe, train
-from textxfer.training.checkpoints import STATE_FILE, checkpoint_root, complete_checkpoints
+from textxfer.training.resume import STATE_FILE, checkpoint_root, complete_checkpoints
 from textxfer.errors import TextxferError
 
 DATA = {"train": str(SAMPLES / "tickets_train.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}

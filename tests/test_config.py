@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textxfer.config.schema import METHOD_DEFAULTS, load_recipe, valid_keys
+from textxfer.config import load_recipe, valid_keys
 from textxfer.errors import TextxferError
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
@@ -15,7 +15,8 @@ def test_every_shipped_recipe_loads_and_says_how_to_run_it(path):
     first_line = path.read_text(encoding="utf-8").splitlines()[0]
     assert first_line.startswith("# ") and "textxfer" in first_line and path.name in first_line
     recipe = load_recipe(path)
-    assert recipe.data.train and recipe.train.epochs >= 1 and recipe.train.lr > 0
+    fits_in_one_go = recipe.model.method == "feature_extraction" and recipe.train.head_solver == "lbfgs"
+    assert recipe.data.train and (fits_in_one_go or (recipe.train.epochs >= 1 and recipe.train.lr > 0))
 
 
 def test_recipe_list_is_not_empty():
@@ -32,11 +33,30 @@ def test_overrides_are_typed_and_nested(tmp_path):
 
 
 def test_method_defaults_fill_only_what_is_unset():
-    fe = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction"])
-    assert (fe.train.epochs, fe.train.lr) == (METHOD_DEFAULTS["feature_extraction"]["epochs"],
-                                              METHOD_DEFAULTS["feature_extraction"]["lr"])
-    set_by_user = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.lr=0.1"])
-    assert set_by_user.train.lr == 0.1
+    full = load_recipe(None, ["data.train=a.csv"]).train
+    assert (full.epochs, full.lr, full.min_steps) == (5, 1e-4, 250)
+    sgd = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.head_solver=sgd"]).train
+    assert (sgd.epochs, sgd.lr, sgd.min_steps) == (40, 3e-3, 5000)
+    set_by_user = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.head_solver=sgd",
+                                     "train.lr=0.1", "train.epochs=3"]).train
+    assert (set_by_user.lr, set_by_user.epochs, set_by_user.min_steps) == (0.1, 3, 0), "epochs set: no minimum steps"
+
+
+def test_a_resolved_recipe_records_what_runs_and_is_never_changed():
+    from dataclasses import FrozenInstanceError
+
+    from textxfer.config import resolve
+
+    lbfgs = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction"])
+    assert lbfgs.train.head_solver == "lbfgs", "auto is resolved"
+    assert (lbfgs.train.epochs, lbfgs.train.lr, lbfgs.train.min_steps) == (None, None, None), "an L-BFGS head has none"
+    balanced = load_recipe(None, ["data.train=a.csv", "model.method=feature_extraction", "train.sampler=balanced"])
+    assert balanced.train.head_solver == "sgd" and balanced.train.epochs == 40
+    assert resolve(lbfgs) == lbfgs and resolve(balanced) == balanced, "resolving twice changes nothing"
+    with pytest.raises(FrozenInstanceError):
+        lbfgs.train.epochs = 3
+    with pytest.raises(FrozenInstanceError):
+        lbfgs.output_dir = "elsewhere"
 
 
 @pytest.mark.parametrize("key,suggestion", [("train.lrr", "train.lr"), ("data.text_col", "data.text_column"),

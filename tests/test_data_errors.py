@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from conftest import ROOT, SAMPLES, write, write_recipe
-from textxfer.config.schema import DataConfig
+from textxfer.config import DataConfig
 from textxfer.data.splits import load_splits
 from textxfer.errors import TextxferError
 

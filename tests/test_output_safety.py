@@ -112,6 +112,7 @@ def test_a_finished_run_is_replaced_only_when_asked_and_only_if_it_holds_nothing
 def test_the_replaced_run_stays_intact_until_the_new_one_is_complete(tmp_path, tiny_full_run, tiny_bert, cli,
                                                                      monkeypatch):
     import textxfer.runs.folder
+    import textxfer.training.finalize
 
     run = copy_run(tiny_full_run, tmp_path)
     before = {name: (run / name).read_bytes() for name in run_files(run)}
@@ -120,7 +121,7 @@ def test_the_replaced_run_stays_intact_until_the_new_one_is_complete(tmp_path, t
     def broken(*args, **kwargs):
         raise RuntimeError("the machine died while writing the metrics")
 
-    monkeypatch.setattr(textxfer.runs.folder, "full_report", broken)
+    monkeypatch.setattr(textxfer.training.finalize, "full_report", broken)
     with pytest.raises(RuntimeError):
         cli("train", tiny_recipe(tmp_path, tiny_bert, epochs=1, output_dir=run), "--overwrite")
     assert {name: (run / name).read_bytes() for name in run_files(run)} == before
@@ -154,7 +155,7 @@ def test_compare_refuses_a_folder_of_the_users(tmp_path, tiny_bert, cli):
 
 
 def test_checkpoint_cleanup_removes_only_textxfers_entries(tmp_path):
-    from textxfer.training import checkpoints
+    from textxfer.training import resume as checkpoints
 
     root = checkpoints.checkpoint_root(tmp_path / "run")
     (root / "step-4").mkdir(parents=True)
@@ -249,6 +250,7 @@ def test_dollar_signs_in_labels_reach_the_plots_as_text(tmp_path, tiny_bert, cli
 
 def test_a_plot_that_cannot_be_drawn_is_a_warning_and_the_run_is_kept(tmp_path, tiny_bert, cli, monkeypatch):
     import textxfer.runs.folder
+    import textxfer.training.finalize
 
     def broken(*args, **kwargs):
         raise ValueError("matplotlib could not lay out the figure")

@@ -108,14 +108,15 @@ def test_self_training_where_it_cannot_apply_is_refused(overrides, message):
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["train.student_epochs=1"], "self-training is off"),
-    (["train.self_training_rounds=1", "train.student_epochs=-1"], "must be 0 (off) or more"),
-    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_lr=0"], "above 0"),
-    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_generations=0"], "at least 1"),
+@pytest.mark.parametrize("overrides,key,message", [
+    (["train.student_epochs=1"], "student_epochs", "self-training is off"),
+    (["train.self_training_rounds=1", "train.student_epochs=-1"], "student_epochs", "must be 0 or more"),
+    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_lr=0"], "student_lr", "above 0"),
+    (["train.self_training_rounds=1", "train.student_epochs=1", "train.student_generations=0"], "student_generations",
+     "at least 1"),
 ])
-def test_a_student_without_self_training_or_with_bad_settings_is_refused(overrides, message):
-    with pytest.raises(TextxferError, match="student_epochs") as error:
+def test_a_student_without_self_training_or_with_bad_settings_is_refused(overrides, key, message):
+    with pytest.raises(TextxferError, match=key) as error:
         load_recipe(None, ["data.train=x.csv", "data.unlabeled=u.txt", "model.method=feature_extraction", *overrides])
     assert message in str(error.value)
 

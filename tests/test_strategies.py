@@ -5,7 +5,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from conftest import SAMPLES, write_recipe
 from textxfer import load_recipe, train
-from textxfer.config.schema import ModelConfig
+from textxfer.config import ModelConfig
 from textxfer.errors import TextxferError
 from textxfer.models.build import build_model
 from textxfer.models.strategies import GradualUnfreezing, L2SP, layerwise_groups, parameter_depths

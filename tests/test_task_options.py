@@ -11,12 +11,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from conftest import SAMPLES, write, write_recipe
 from textxfer import load_classifier, load_recipe, train
 from textxfer.data.batching import LengthBucketBatchSampler, balanced_weights, tokenize
-from textxfer.config.schema import DataConfig
+from textxfer.config import DataConfig
 from textxfer.data.splits import load_splits
 from textxfer.evaluation.decisions import aggregate, decide, threshold_for_target, tune_label_thresholds
 from textxfer.errors import TextxferError
 from textxfer.training.losses import make_loss
-from textxfer.models.build import resolve_model_path
+from textxfer.models.embedded import resolve_model_path
 
 
 def run(tmp_path, model, data, method="full", **train_cfg):

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from conftest import ROOT, SAMPLES, write, write_recipe
 from textxfer import load_classifier, load_recipe, train
-from textxfer.config.schema import ModelConfig
+from textxfer.config import ModelConfig
 from textxfer.models.build import build_model
 
 TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
@@ -77,7 +77,7 @@ def test_feature_extraction_leaves_the_backbone_untouched(tmp_path, tiny_bert):
 
 
 def test_feature_extraction_lbfgs_head_keeps_the_l2_strength_best_on_validation(tmp_path, tiny_bert):
-    from textxfer.training.trainer import HEAD_L2_GRID
+    from textxfer.training.heads import HEAD_L2_GRID
 
     metrics, run_dir = run(tmp_path, tiny_bert, method="feature_extraction")
     history = metrics["history"]
@@ -101,7 +101,7 @@ def test_feature_extraction_sgd_head_runs_its_epochs(tmp_path, tiny_bert):
 def test_written_out_schedule_matches_transformers():
     from transformers import get_linear_schedule_with_warmup
 
-    from textxfer.training.trainer import linear_warmup_decay
+    from textxfer.training.loop import linear_warmup_decay
 
     def rates(make):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)

@@ -10,13 +10,13 @@ def __getattr__(name):
     # Lazy: `import textxfer` stays cheap, and `python -m textxfer.train` does not import the
     # package's training module twice.
     if name == "load_recipe":
-        from .config.schema import load_recipe
+        from .config import load_recipe
         return load_recipe
     if name == "train":
         from .training.trainer import train
         return train
     if name == "load_classifier":
-        from .inference.classifier import load_classifier
+        from .inference import load_classifier
         return load_classifier
     if name == "TextxferError":
         from .errors import TextxferError

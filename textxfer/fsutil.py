@@ -29,9 +29,18 @@ from typing import Iterable, Iterator
 from ._version import __version__
 from .errors import TextxferError
 
+CACHE_ENV = "TEXTXFER_CACHE"
+DEFAULT_CACHE = Path("~/.cache/textxfer")
 MANIFEST = ".textxfer-owned.json"  # written last into every folder textxfer publishes
 STAGING_MARK = ".textxfer-staging"  # inside a staging folder while textxfer fills it
 MB = 2**20
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """textxfer's cache folder: `cache_dir`, else $TEXTXFER_CACHE, else ~/.cache/textxfer."""
+    if cache_dir is None:
+        cache_dir = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+    return Path(cache_dir).expanduser()
 
 
 def write_json(path: Path, data) -> None:

@@ -8,6 +8,9 @@
     textxfer push RUN_DIR --repo-id OWNER/NAME [--private] [--revision main] [--dry-run DIR]
     textxfer export-onnx RUN_DIR OUTPUT_DIR
     textxfer ensemble RUN_DIR RUN_DIR [...] --output DIR [--rule mean_log_prob|mean_prob]
+
+Each command's modules are imported when it runs, so `textxfer --help`, `--version` and a mistyped
+argument answer at once instead of after loading torch and transformers.
 """
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ import argparse
 import os
 import sys
 
+from .._version import __version__
 from ..errors import TextxferError
+from ..log import cli_handlers, get_logger
+
+log = get_logger()
 
 
 def _train(args) -> int:
-    from ..config.schema import load_recipe
+    from ..config import load_recipe
     from ..training.trainer import is_main_process, train
 
     recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
@@ -40,7 +47,7 @@ def _train(args) -> int:
         recall = scores["per_class"][positive]["recall"]
         precision = scores["per_class"][positive]["precision"]
         extra = f"; {positive}: precision {precision:.4f}, recall {recall:.4f}"
-    print(f"textxfer: {split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
+    log.info(f"{split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
     if recipe.push_to_hub is not None:
         from .push import push
 
@@ -56,8 +63,8 @@ def _train(args) -> int:
 
 
 def _print_push(result) -> None:
-    print(f"textxfer: pushed {len(result.files)} files ({', '.join(result.files)}) to {result.repo_url} "
-          f"(revision {result.revision}); commit {result.commit_url}")
+    log.info(f"pushed {len(result.files)} files ({', '.join(result.files)}) to {result.repo_url} "
+             f"(revision {result.revision}); commit {result.commit_url}")
 
 
 def _push(args) -> int:
@@ -66,9 +73,9 @@ def _push(args) -> int:
     if args.dry_run:
         result = dry_run(args.run_dir, args.dry_run, args.repo_id, args.base_model, args.license, args.revision)
         size = sum((result.folder / name).stat().st_size for name in result.files)
-        print(f"textxfer: dry run: wrote the {len(result.files)} files a push to {args.repo_id} (revision "
-              f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: {', '.join(result.files)}"
-              + (f"; not uploaded: {', '.join(result.left_out)}" if result.left_out else ""))
+        log.info(f"dry run: wrote the {len(result.files)} files a push to {args.repo_id} (revision "
+                 f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: "
+                 f"{', '.join(result.files)}" + (f"; not uploaded: {', '.join(result.left_out)}" if result.left_out else ""))
         return 0
     _print_push(push(args.run_dir, args.repo_id, args.private, args.revision, args.base_model, args.license,
                      args.commit_message))
@@ -81,14 +88,14 @@ def _export_onnx(args) -> int:
     out, check = export_onnx(args.run_dir, args.output_dir, check=not args.no_check, check_file=args.check_file,
                              opset=args.opset, overwrite=args.overwrite)
     if check is not None:
-        print(f"textxfer: {check.summary()}")
-    print(f"textxfer: exported {args.run_dir} to {out / 'model.onnx'} (with config.json, tokenizer and labels)")
+        log.info(check.summary())
+    log.info(f"exported {args.run_dir} to {out / 'model.onnx'} (with config.json, tokenizer and labels)")
     return 0
 
 
 def _predict(args) -> int:
     from ..data.io import check_readable
-    from ..inference.classifier import load_classifier
+    from ..inference import load_classifier
     from ..data.tables_out import check_output_path
 
     check_readable(args.input, "input")  # the paths first: loading a model takes seconds
@@ -97,22 +104,22 @@ def _predict(args) -> int:
     text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
     n = classifier.predict_file(args.input, args.output, text_column, args.pair_column,
                                 escape_formulas=not args.raw_csv)
-    print(f"textxfer: wrote {n} predictions to {args.output}")
+    log.info(f"wrote {n} predictions to {args.output}")
     return 0
 
 
 def _merge(args) -> int:
-    from ..models.adapters import merge
+    from .merge import merge
 
     out = merge(args.run_dir, args.output_dir, overwrite=args.overwrite)
-    print(f"textxfer: merged the adapters of {args.run_dir} into a standalone model in {out} "
-          f"(loads with AutoModelForSequenceClassification; labels kept)")
+    log.info(f"merged the adapters of {args.run_dir} into a standalone model in {out} "
+             f"(loads with AutoModelForSequenceClassification; labels kept)")
     return 0
 
 
 def _adapt(args) -> int:
     from .adapt import adapt
-    from ..config.schema import load_recipe
+    from ..config import load_recipe
 
     recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
     adapt(recipe, args.output, args.epochs, args.lr, args.mlm_probability)
@@ -127,15 +134,15 @@ def _compare(args) -> int:
 
 
 def _ensemble(args) -> int:
-    from ..inference.ensemble import build_ensemble
+    from .ensemble import build_ensemble
 
     metrics = build_ensemble(args.run_dirs, args.output, args.rule, overwrite=args.overwrite)
     split = "test" if "test" in metrics else "validation"
     best = max(metrics["members"], key=lambda m: m[split]["accuracy"])
     scores = metrics[split]
-    print(f"textxfer: ensemble of {len(metrics['members'])} runs ({metrics['combine']}): {split} accuracy "
-          f"{scores['accuracy']:.4f}, macro-f1 {scores['macro_f1']:.4f} on {scores['n']} rows (best member: "
-          f"{best['run']} {best[split]['accuracy']:.4f}); saved in {args.output}")
+    log.info(f"ensemble of {len(metrics['members'])} runs ({metrics['combine']}): {split} accuracy "
+             f"{scores['accuracy']:.4f}, macro-f1 {scores['macro_f1']:.4f} on {scores['n']} rows (best member: "
+             f"{best['run']} {best[split]['accuracy']:.4f}); saved in {args.output}")
     return 0
 
 
@@ -146,6 +153,8 @@ _OVERWRITE_HELP = ("replace the output folder if it is a finished output of text
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
+    parser.add_argument("--version", action="version", version=f"textxfer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train, evaluate and save a classifier from a YAML recipe")
     train.add_argument("recipe", help="recipe YAML file (see recipes/)")
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    cli_handlers(verbose=args.verbose)
     try:
         return args.func(args)
     except TextxferError as exc:

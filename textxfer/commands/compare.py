@@ -25,21 +25,36 @@ import csv
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import AutoModel
 
-from ..config.schema import METHODS, Recipe, load_recipe
+from ..config import Recipe, load_recipe
+from ..data.batching import PadCollator, TokenizedDataset, eval_loader, input_order, tokenize
 from ..data.splits import load_splits
 from ..errors import TextxferError
+from ..evaluation.report import plot_budget_curves
 from ..fsutil import OutputFolder, write_json
+from ..log import get_logger
+from ..methods import method_names
+from ..models.embedded import resolve_model_path
+from ..models.loading import build_tokenizer, quiet_loading
+from ..models.pooled import HeadConfig, PooledClassifier
+from ..runs.folder import draw_safely
+from ..training.trainer import train
+
+log = get_logger("compare")
 
 # `self_training`: feature extraction plus self-training on the pool rows the cell does not label;
 # `noisy_student`: the same, then a student fine-tuned on the self-trained head's pseudo-labels
 SELF_TRAINING = ("self_training", "noisy_student")
-STRATEGIES = ("base", *METHODS, *SELF_TRAINING)
+STRATEGIES = ("base", *method_names(), *SELF_TRAINING)
 # What the other strategies' cells (and the recipe's own check) get: self-training off.
 SELF_TRAINING_OFF = ("train.self_training_rounds=0", "train.student_epochs=0")
 # What a comparison folder holds (it is added to by later invocations, never replaced).
@@ -108,8 +123,6 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
 
 def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str], strategies: list[str],
              budgets: list[int | None], seeds: int, root: Path) -> list[dict]:
-    from ..training.trainer import train
-
     data_dir = root / "data"
     splits = load_splits(base.data, base.train.seed)
     pool_texts, pool_labels = list(splits.train["text"]), list(splits.train["label"])
@@ -118,9 +131,9 @@ def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str]
     _write_rows(data_dir / "validation.csv", list(splits.validation["text"]), [names[i] for i in splits.validation["label"]])
     cells = [(s, b, seed) for b in budgets for seed in range(seeds) for s in strategies]
     records, done_seconds = _load_records(root), []
-    print(f"textxfer compare: {len(cells)} runs: strategies {', '.join(strategies)} x per-class "
-          f"{', '.join('all' if b is None else str(b) for b in budgets)} x {seeds} seed(s); "
-          f"{len(pool_texts)} training rows in the pool, test file {base.data.test}")
+    log.info(f"{len(cells)} runs: strategies {', '.join(strategies)} x per-class "
+             f"{', '.join('all' if b is None else str(b) for b in budgets)} x {seeds} seed(s); "
+             f"{len(pool_texts)} training rows in the pool, test file {base.data.test}")
     features = None
     for k, (strategy, per_class, seed) in enumerate(cells, 1):
         key = _cell_key(strategy, per_class, seed)
@@ -128,12 +141,11 @@ def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str]
             continue
         left = [c for c in cells[k - 1:] if not _done(records, _cell_key(*c))]
         eta = f", about {statistics.mean(done_seconds) * len(left) / 60:.0f} min left" if done_seconds else ""
-        print(f"textxfer compare: run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}",
-              flush=True)
+        log.info(f"run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}")
         rows = subsample(pool_labels, per_class, seed)
         if strategy in SELF_TRAINING and len(rows) == len(pool_texts):
-            print(f"textxfer compare: skipping {strategy} at per class {key['per_class']}: every pool row is "
-                  f"labeled, none is left to pseudo-label", flush=True)
+            log.info(f"skipping {strategy} at per class {key['per_class']}: every pool row is "
+                     f"labeled, none is left to pseudo-label")
             continue
         started = time.perf_counter()
         if strategy == "base":
@@ -219,13 +231,6 @@ def _load_records(root: Path) -> list[dict]:
 
 def _frozen_features(recipe: Recipe, pool: list[str], test: list[str]) -> dict:
     """Mean-pooled, normalised backbone features of the pool and the test texts, computed once."""
-    import datasets
-    import torch
-
-    from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
-    from ..models.build import HeadConfig, PooledClassifier, build_tokenizer, quiet_loading, resolve_model_path
-    from transformers import AutoModel
-
     tokenizer = build_tokenizer(recipe.model)
     with quiet_loading():
         backbone = AutoModel.from_pretrained(resolve_model_path(recipe.model.name), use_safetensors=True)
@@ -236,16 +241,11 @@ def _frozen_features(recipe: Recipe, pool: list[str], test: list[str]) -> dict:
         dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": texts}), tokenizer, recipe.data.max_length))
         loader, order = eval_loader(dataset, recipe.train.eval_batch_size, collate)
         chunks = [model.features(b["input_ids"], b["attention_mask"], b.get("token_type_ids")) for b in loader]
-        features = torch.cat(chunks)
-        restore = torch.empty(len(order), dtype=torch.long)
-        restore[torch.tensor(order)] = torch.arange(len(order))
-        out[name] = features[restore].numpy()
+        out[name] = torch.cat(chunks)[input_order(order)].numpy()
     return out
 
 
 def _logistic_baseline(features: dict, pool_labels: list[int], rows: list[int], test_labels: list[int], seed: int):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
 
     clf = LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
     clf.fit(features["pool"][rows], np.asarray(pool_labels)[rows])
@@ -255,11 +255,6 @@ def _logistic_baseline(features: dict, pool_labels: list[int], rows: list[int], 
 
 def write_reports(root: Path, records: list[dict], strategies: list[str], budgets: list[int | None], n_classes: int) -> None:
     """comparison.md and learning_curve.png from the records."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def cell(strategy, budget, field="test_accuracy"):
         key = "all" if budget is None else budget
         return [r[field] for r in records if r["strategy"] == strategy and r["per_class"] == key]
@@ -290,26 +285,13 @@ def write_reports(root: Path, records: list[dict], strategies: list[str], budget
         lines.append(f"| {'all' if budget is None else budget} | {n:.0f} | " + " | ".join(cells) + f" | {gain} | {times} |")
     (root / "comparison.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {}
     for s in strategies:
-        xs, ys, errs = [], [], []
-        for budget in budgets:
-            values = cell(s, budget)
-            if values:
-                xs.append(statistics.mean(r["n_train"] for r in records if r["strategy"] == s and
-                                          r["per_class"] == ("all" if budget is None else budget)))
-                ys.append(statistics.mean(values))
-                errs.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        if xs:
-            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=s)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"labeled training examples ({n_classes} classes)")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(root / "learning_curve.png", dpi=110)
-    plt.close(fig)
-    print(f"textxfer compare: wrote {root / 'comparison.md'}, {root / 'comparison.json'} and "
-          f"{root / 'learning_curve.png'}", file=sys.stderr)
+        points = [(statistics.mean(r["n_train"] for r in records if r["strategy"] == s and
+                                   r["per_class"] == ("all" if budget is None else budget)),
+                   statistics.mean(cell(s, budget)), statistics.stdev(cell(s, budget)) if len(cell(s, budget)) > 1
+                   else 0.0) for budget in budgets if cell(s, budget)]
+        if points:
+            series[s] = points
+    draw_safely(root / "learning_curve.png", lambda path: plot_budget_curves(series, n_classes, path))
+    log.info(f"wrote {root / 'comparison.md'}, {root / 'comparison.json'} and {root / 'learning_curve.png'}")

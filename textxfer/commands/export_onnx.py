@@ -22,7 +22,6 @@ largest absolute difference.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 import warnings
@@ -32,10 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..errors import TextxferError
+from ..data.splits import read_texts
 from ..fsutil import OutputFolder, write_json
+from ..models.build import accepts_position_ids
+from ..models.loading import quiet_loading
+from ..runs.info import RunInfo
 
 ONNX_FILE = "model.onnx"
 CHECK_FILE = "onnx_check.json"
@@ -117,29 +122,17 @@ def _require_runtime():
 
 
 def _load_run(run_dir: Path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ..models.adapters import is_adapter_run
-    from ..models.build import quiet_loading
-    from ..runs.folder import RUN_INFO
-
-    info_path = run_dir / RUN_INFO
-    if not info_path.is_file():
-        raise TextxferError(f"{run_dir} is not a textxfer run folder (it has no {RUN_INFO}). Point `export-onnx` at the "
-                            f"`output_dir` of a finished run, or at a folder written by `textxfer merge`.")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if info.get("method") == "ensemble":
-        raise TextxferError(f"{run_dir} is an ensemble of {len(info['members'])} runs, not one model. Export its "
+    info = RunInfo.read(run_dir, "`textxfer export-onnx`")
+    if info.is_ensemble:
+        raise TextxferError(f"{run_dir} is an ensemble of {len(info.members)} runs, not one model. Export its "
                             f"members one by one (copied in {run_dir / 'members'}); the ensemble averages their "
-                            f"probabilities with its `{info['combine']}` rule.")
-    if is_adapter_run(run_dir):
-        raise TextxferError(f"{run_dir} is a `{info.get('method')}` run: it holds LoRA adapters, not a standalone model. "
-                            f"Merge them first, then export the merged folder: `textxfer merge {run_dir} "
-                            f"{run_dir}-merged && textxfer export-onnx {run_dir}-merged OUT`.")
-    if info.get("method") == "feature_extraction":
-        raise TextxferError(f"{run_dir} is a `feature_extraction` run (a frozen backbone, mean pooling and a linear head "
-                            f"saved by textxfer), which has no Hugging Face model class to export. Export a `full`, "
-                            f"`lp_ft` or merged LoRA run instead (`model.method=lp_ft` starts from a head like this one).")
+                            f"probabilities with its `{info.combine}` rule.")
+    method = info.method_spec
+    if method.onnx:
+        raise TextxferError(f"{run_dir} is a `{method.name}` run, which cannot be exported as it is: {method.onnx} "
+                            f"(e.g. `textxfer merge {run_dir} {run_dir}-merged && textxfer export-onnx {run_dir}-merged "
+                            f"OUT`)." if method.adapters else
+                            f"{run_dir} is a `{method.name}` run, which cannot be exported as it is: {method.onnx}.")
     with quiet_loading():
         model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True, dtype=torch.float32)
     return model.eval(), AutoTokenizer.from_pretrained(run_dir), info
@@ -168,9 +161,7 @@ def _batches(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
 def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: list[str], pairs: list[str] | None,
                max_length: int, source: str, export_seconds: float = 0.0, batch_size: int = 64) -> OnnxCheck:
     """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits."""
-    import onnxruntime
-
-    from ..models.build import accepts_position_ids
+    import onnxruntime  # optional dependency: the `onnx` extra
 
     wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
     torch_logits, ort_logits, order = [], [], []
@@ -192,12 +183,8 @@ def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: li
                      onnxruntime_version=onnxruntime.__version__, torch_version=torch.__version__)
 
 
-def _check_texts(run_dir: Path, info: dict, check_file: str | None):
+def _check_texts(run_dir: Path, info: RunInfo, check_file: str | None):
     """Texts of the run's test file (or `check_file`): (texts, pairs, where they came from)."""
-    import yaml
-
-    from ..data.splits import read_texts
-
     path = check_file
     if path is None and (run_dir / "recipe.yaml").is_file():
         recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}
@@ -210,8 +197,8 @@ def _check_texts(run_dir: Path, info: dict, check_file: str | None):
                  f"its test file {path} does not exist here" if path else "its recipe has no test file")
         raise TextxferError(f"Cannot check the ONNX model of {run_dir} against PyTorch: {where}. Pass texts to check "
                             f"with `--check-file FILE` (a CSV/TSV/JSONL with the run's text column "
-                            f"`{info.get('text_column', 'text')}`), or skip the check with `--no-check`.")
-    texts, pairs, _ = read_texts(path, info.get("text_column", "text"), encoding, info.get("text_pair_column"))
+                            f"`{info.text_column}`), or skip the check with `--no-check`.")
+    texts, pairs, _ = read_texts(path, info.text_column, encoding, info.text_pair_column)
     return texts, pairs, str(path)
 
 
@@ -229,10 +216,7 @@ def export_onnx(run_dir: str | Path, output_dir: str | Path, check: bool = True,
 
 def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | None,
             opset: int | None) -> tuple[Path, OnnxCheck | None]:
-    import onnxruntime
-
-    from ..models.build import accepts_position_ids
-    from ..runs.folder import RUN_INFO
+    import onnxruntime  # optional dependency: the `onnx` extra
 
     output_dir = target.path
     model, tokenizer, info = _load_run(run_dir)
@@ -242,7 +226,7 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
     names = _input_names(model, tokenizer)
     wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
     firsts = ["an example text to trace the graph", "and another, longer example text to trace it with"]
-    seconds = ["a pair text", "the second pair text"] if info.get("text_pair_column") else None
+    seconds = ["a pair text", "the second pair text"] if info.text_pair_column else None
     example = tokenizer(firsts, seconds, padding=True, return_tensors="pt")
     example = {n: example[n].to(torch.int64) for n in names}
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -262,13 +246,12 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
         export_seconds = time.perf_counter() - started
         model.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        write_json(staging / RUN_INFO, {**info, "onnx": {"file": ONNX_FILE, "inputs": names, "output": "logits",
-                                                        "position_ids": "computed in the graph from attention_mask"
-                                                        if accepts_position_ids(model) else None}})
+        positions = "computed in the graph from attention_mask" if accepts_position_ids(model) else None
+        info.replace(onnx={"file": ONNX_FILE, "inputs": names, "output": "logits", "position_ids": positions}).write(staging)
         result = None
         if check:
             session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
-            result = check_onnx(model, session, tokenizer, names, texts, pairs, info.get("max_length", 512), source,
+            result = check_onnx(model, session, tokenizer, names, texts, pairs, info.max_length, source,
                                 export_seconds)
             write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
             if not result.passed:

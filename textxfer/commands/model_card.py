@@ -13,15 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHOD_TEXT = {
-    "full": "full fine-tuning (every weight trained)",
-    "lp_ft": "LP-FT: a linear probe on frozen features first, then full fine-tuning from that head",
-    "scratch": "training from random initialisation (the architecture only, no pretrained weights)",
-    "lora": "LoRA adapters and a new classification head (the base model's weights are unchanged)",
-    "qlora": "QLoRA: LoRA adapters and a new classification head on a 4-bit NF4 base",
-}
-METHOD_TAGS = {"full": "full-fine-tuning", "lp_ft": "lp-ft", "scratch": "from-scratch", "lora": "lora", "qlora": "qlora"}
+import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..config import recipe_from_dict
+from ..data.splits import load_splits
+from ..errors import TextxferError
+from ..methods import get_method
+from ..runs.info import RunInfo
 
 @dataclass
 class Base:
@@ -57,10 +56,6 @@ def file_label(path: str) -> str:
 def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[Split], str | None]:
     """Rows and label counts per split, from the data files when they are still where the recipe says
     (the exact split of the run: same seed), else the test support recorded in metrics.json."""
-    from ..config.schema import recipe_from_dict
-    from ..data.splits import load_splits
-    from ..errors import TextxferError
-
     data = recipe.get("data") or {}
     try:
         parsed = recipe_from_dict({k: v for k, v in recipe.items() if k != "push_to_hub"}, "the run's recipe.yaml")
@@ -97,16 +92,13 @@ def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[S
     return out, note
 
 
-def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: dict, recipe: dict, metrics: dict):
-    from huggingface_hub import EvalResult, ModelCardData
-
-    method = info.get("adapter_method") or info["method"]
-    tags = ["textxfer", "text-classification", METHOD_TAGS.get(method, method)]
+def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: RunInfo, recipe: dict, metrics: dict):
+    tags = ["textxfer", "text-classification", get_method(info.trained_method).card_tag]
     if adapter:
         tags.insert(2, "peft")
-    if info.get("merged_from"):
+    if info.merged_from:
         tags.append("merged-lora")
-    if info.get("multi_label"):
+    if info.multi_label:
         tags.append("multi-label-classification")
     results = []
     for split in ("test", "validation"):
@@ -137,9 +129,7 @@ PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "le
 
 def plot_sources(run_dir: Path) -> dict[str, Path]:
     """The run's plots; a merged folder (which has none) takes them from the run it was merged from."""
-    from ..runs.folder import RUN_INFO
-
-    merged_from = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8")).get("merged_from")
+    merged_from = RunInfo.read(run_dir).merged_from
     folders = [run_dir] + ([Path(merged_from)] if merged_from else [])
     found = {}
     for name in PLOTS:
@@ -152,16 +142,11 @@ def plot_sources(run_dir: Path) -> dict[str, Path]:
 
 def build_card(run_dir: Path, repo_id: str, base: Base, license: str, adapter: bool) -> str:
     """README.md text (YAML header + markdown) for the run in `run_dir`, as pushed to `repo_id`."""
-    import yaml
-    from huggingface_hub import ModelCard
-
-    from ..runs.folder import RUN_INFO
-
-    info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
+    info = RunInfo.read(run_dir)
     recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) if (run_dir / "recipe.yaml").is_file() else {}
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")) if (run_dir / "metrics.json").is_file() else {}
     recipe = recipe or {}
-    labels = info["labels"]
+    labels = info.labels
     splits, data_note = data_summary(recipe, labels, metrics)
     card_data = _metadata(repo_id, base, license, adapter, info, recipe, metrics)
     body = "\n\n".join(part for part in (
@@ -180,15 +165,15 @@ def _fmt(value, digits: int = 4) -> str:
     return "–" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}")
 
 
-def _intro(repo_id: str, base: Base, info: dict, metrics: dict, adapter: bool) -> str:
-    method = info.get("adapter_method") or info["method"]
+def _intro(repo_id: str, base: Base, info: RunInfo, metrics: dict, adapter: bool) -> str:
+    method = info.trained_method
     base_link = f"[{base.hub_id}](https://huggingface.co/{base.hub_id})" if base.hub_id else f"`{base.name}` (a local model folder)"
-    kind = "multi-label text classifier" if info.get("multi_label") else "text classifier"
+    kind = "multi-label text classifier" if info.multi_label else "text classifier"
     lines = [f"# {repo_id.split('/')[-1]}", "",
-             f"A {kind} for {len(info['labels'])} labels, trained with textxfer from {base_link}.", "",
+             f"A {kind} for {len(info.labels)} labels, trained with textxfer from {base_link}.", "",
              f"- **Method**: `{method}`: " + (f"LoRA adapters and a new classification head, merged into the base "
                                               f"weights afterwards (`textxfer merge`): a standalone model."
-                                              if info.get("merged_from") else f"{METHOD_TEXT.get(method, method)}.")]
+                                              if info.merged_from else f"{get_method(method).card_text}.")]
     if adapter:
         lines.append("- **This repository holds the adapters and the trained head** (`adapter_model.safetensors`), the "
                      "labelled `config.json` and the tokenizer; the base model weights come from the base model's repository.")
@@ -203,7 +188,7 @@ def _intro(repo_id: str, base: Base, info: dict, metrics: dict, adapter: bool) -
     return "\n".join(lines)
 
 
-def _results(run_dir: Path, info: dict, metrics: dict, labels: list[str]) -> str:
+def _results(run_dir: Path, info: RunInfo, metrics: dict, labels: list[str]) -> str:
     scores, validation = metrics.get("test"), metrics.get("validation") or {}
     lines = ["## Evaluation", ""]
     keys = [("accuracy", "accuracy"), ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"),
@@ -216,7 +201,7 @@ def _results(run_dir: Path, info: dict, metrics: dict, labels: list[str]) -> str
     if not scores:
         lines += ["", "The run had no test set: the figures are from validation, which also chose the best epoch."]
         return "\n".join(lines)
-    decision = info.get("decision") or {}
+    decision = info.decision
     if decision.get("thresholds"):
         lines += ["", "Multi-label decisions use one threshold per label, tuned on validation (in `textxfer.json`, "
                       "column `threshold` below); stock code that thresholds the sigmoid at 0.5 gives other label sets."]
@@ -261,9 +246,9 @@ def _data(splits: list[Split], note: str | None, labels: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _training(info: dict, recipe: dict, metrics: dict) -> str:
+def _training(info: RunInfo, recipe: dict, metrics: dict) -> str:
     model, train, data = recipe.get("model") or {}, recipe.get("train") or {}, recipe.get("data") or {}
-    rows = [("method", info.get("adapter_method") or info["method"])]
+    rows = [("method", info.trained_method)]
     keys = [("train", "epochs"), ("train", "min_steps"), ("train", "lr"), ("train", "batch_size"),
             ("train", "gradient_accumulation_steps"), ("train", "warmup_ratio"), ("train", "weight_decay"),
             ("train", "max_grad_norm"), ("train", "mixed_precision"), ("train", "seed"), ("data", "max_length"),
@@ -275,8 +260,8 @@ def _training(info: dict, recipe: dict, metrics: dict) -> str:
         value = sections[section].get(key)
         if value not in (None, False) and not (key == "class_weights" and value == "none"):
             rows.append((f"{section}.{key}", value))
-    if (info.get("adapter_method") or info["method"]) in ("lora", "qlora"):
-        for key, value in (model.get("lora") or info.get("lora") or {}).items():
+    if get_method(info.trained_method).adapters:
+        for key, value in (model.get("lora") or info.lora or {}).items():
             rows.append((f"model.lora.{key}", value))
     lines = ["## Training procedure", "", "| setting | value |", "|---|---|"]
     lines += [f"| `{k}` | `{json.dumps(v) if isinstance(v, (list, dict)) else v}` |" for k, v in rows]
@@ -305,11 +290,11 @@ def _is_decoder(run_dir: Path) -> bool:
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
-def _usage(repo_id: str, info: dict, adapter: bool, decoder: bool) -> str:
-    multi = info.get("multi_label")
-    pair = info.get("text_pair_column")
+def _usage(repo_id: str, info: RunInfo, adapter: bool, decoder: bool) -> str:
+    multi = info.multi_label
+    pair = info.text_pair_column
     call = 'tokenizer(["first text", "second text"], ["its pair", "its pair"], ' if pair else 'tokenizer(["first text", "second text"], '
-    call += f'padding=True, truncation=True, max_length={info.get("max_length", 128)}, return_tensors="pt")'
+    call += f'padding=True, truncation=True, max_length={info.max_length}, return_tensors="pt")'
     scores = "logits.sigmoid()  # one probability per label" if multi else "logits.softmax(-1)"
     if adapter:
         load = (f'from peft import AutoPeftModelForSequenceClassification\n'
@@ -343,14 +328,14 @@ def _usage(repo_id: str, info: dict, adapter: bool, decoder: bool) -> str:
         lines += ["", "Or with a pipeline:", "", f'```python\nfrom transformers import pipeline\n\nclassifier = pipeline('
                   f'"text-classification", model="{repo_id}")\nclassifier("an example text")\n```']
     notes = []
-    if info.get("long_text", "truncate") != "truncate":
-        notes.append(f"textxfer scored long texts with `data.long_text={info['long_text']}` (see `textxfer.json`); the "
-                     f"snippet above truncates at {info.get('max_length')} tokens instead.")
+    if info.long_text != "truncate":
+        notes.append(f"textxfer scored long texts with `data.long_text={info.long_text}` (see `textxfer.json`); the "
+                     f"snippet above truncates at {info.max_length} tokens instead.")
     if decoder:
         notes.append("Decoder models read the last non-padding token: pad batches on the left with "
                      "`position_ids=(inputs.attention_mask.cumsum(-1) - 1).clamp(min=0)` passed to the model, or on the "
                      "right, and the predictions match textxfer's.")
-    if info.get("method") == "qlora" or info.get("adapter_method") == "qlora":
+    if get_method(info.trained_method).quantized:
         notes.append("The adapters were trained on a 4-bit NF4 base: pass `quantization_config=BitsAndBytesConfig("
                      "load_in_4bit=True, bnb_4bit_quant_type=\"nf4\")` to reproduce training-time predictions exactly.")
     if notes:
@@ -358,18 +343,18 @@ def _usage(repo_id: str, info: dict, adapter: bool, decoder: bool) -> str:
     return "\n".join(lines)
 
 
-def _reproduce(repo_id: str, info: dict, recipe: dict, run_dir: Path, base: Base) -> str:
+def _reproduce(repo_id: str, info: RunInfo, recipe: dict, run_dir: Path, base: Base) -> str:
     output_dir = recipe.get("output_dir") or "OUTPUT_DIR"
     pushed = str(run_dir) if not run_dir.is_absolute() else run_dir.name
     commands = [f"textxfer train recipe.yaml                 # writes {output_dir}"]
-    if info.get("merged_from"):
+    if info.merged_from:
         commands.append(f"textxfer merge {output_dir} {pushed}")
     flag = f" --base-model {base.hub_id}" if base.explicit else ""
-    commands.append(f"textxfer push {pushed if info.get('merged_from') else output_dir} --repo-id {repo_id}{flag}")
+    commands.append(f"textxfer push {pushed if info.merged_from else output_dir} --repo-id {repo_id}{flag}")
     return "\n".join([
         "## Reproduce", "",
         f"`recipe.yaml` in this repository is the resolved recipe of the run (textxfer "
-        f"{info.get('textxfer_version', '')}); with textxfer installed and the data files at the paths it names:", "",
+        f"{info.textxfer_version}); with textxfer installed and the data files at the paths it names:", "",
         "```bash", *commands, "```", "",
         "`metrics.json` holds every figure above; `textxfer.json` the labels and the text and decision settings "
         "that textxfer's own `load_classifier` uses.",

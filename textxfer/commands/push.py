@@ -26,19 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.schema import repo_id_problem
+from ..config.checks import repo_id_problem
 from ..errors import TextxferError
 from ..fsutil import MANIFEST
+from ..methods import get_method
+from ..models.embedded import EMBEDDED
+from ..runs.info import RunInfo
 from .model_card import PLOTS, Base, build_card, plot_sources
 
-# Embedded aliases -> (Hub id of the same model, its license, what differs from the Hub copy).
-EMBEDDED_BASES = {
-    "minilm-l6": ("sentence-transformers/all-MiniLM-L6-v2", "apache-2.0", None),
-    "smollm2-135m": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0",
-                     "textxfer trained on the embedded GGUF copy of this model (Q4_1 weights, dequantized to float32); "
-                     "the Hub weights are the unquantized originals, so the adapters on them give close but not "
-                     "identical predictions. A merged model (`textxfer merge`) carries the exact weights."),
-}
 DEFAULT_LICENSE = "other"
 COMMON_FILES = ("README.md", "textxfer.json", "recipe.yaml", "metrics.json", "confusion_matrix.png",
                 "learning_curves.png", "label_scores.png", "precision_recall.png")
@@ -74,17 +69,6 @@ def check_repo_id(repo_id: str, what: str = "--repo-id") -> None:
                             f"e.g. `acme/ticket-router` (OWNER is your user name or an organization you can write to).")
 
 
-def _run_info(run_dir: Path) -> dict:
-    from ..runs.folder import RUN_INFO
-
-    if not (run_dir / RUN_INFO).is_file():
-        incomplete = run_dir.with_name(run_dir.name + ".incomplete").exists()
-        raise TextxferError(f"{run_dir} is not a finished textxfer run folder (it has no {RUN_INFO})"
-                            f"{'; an interrupted run is left in a `.incomplete` folder' if incomplete else ''}. Point "
-                            f"`textxfer push` at the `output_dir` of a finished run or at a `textxfer merge` folder.")
-    return json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-
-
 def is_adapter(run_dir: Path) -> bool:
     return (run_dir / "adapter_config.json").is_file()
 
@@ -108,11 +92,12 @@ def resolve_base(name: str, override: str | None, adapter: bool, where: str) -> 
         if not _is_hub_id(override):
             raise TextxferError(f"--base-model {override!r} is not a Hugging Face Hub model id; give the id the base model "
                                 f"has on the Hub, e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`.")
-        known = next((v for v in EMBEDDED_BASES.values() if v[0] == override), None)
-        return Base(override, name, known[1] if known else None, known[2] if known and adapter else None, explicit=True)
-    if name in EMBEDDED_BASES:
-        hub_id, license, note = EMBEDDED_BASES[name]
-        return Base(hub_id, name, license, note if adapter else None)
+        known = next((m for m in EMBEDDED.values() if m.hub_id == override), None)
+        return Base(override, name, known.license if known else None, known.hub_note if known and adapter else None,
+                    explicit=True)
+    if name in EMBEDDED:
+        model = EMBEDDED[name]
+        return Base(model.hub_id, name, model.license, model.hub_note if adapter else None)
     if _is_hub_id(name):
         return Base(name, name)
     if adapter:
@@ -144,22 +129,22 @@ def stage(run_dir: str | Path, folder: str | Path, repo_id: str, base_model: str
 
     run_dir, folder = Path(run_dir), Path(folder)
     check_repo_id(repo_id)
-    info = _run_info(run_dir)
-    if info["method"] == "ensemble":
-        raise TextxferError(f"{run_dir} is an ensemble of {len(info['members'])} runs, which no stock Hugging Face "
+    info = RunInfo.read(run_dir, "`textxfer push`")
+    if info.is_ensemble:
+        raise TextxferError(f"{run_dir} is an ensemble of {len(info.members)} runs, which no stock Hugging Face "
                             f"class loads as one model. Push its members one by one (copied in {run_dir / 'members'}), "
                             f"or share the folder with textxfer users (`load_classifier` loads it).")
-    if info["method"] == "feature_extraction":
-        raise TextxferError(f"{run_dir} is a `feature_extraction` run: a frozen backbone, mean pooling and a linear head "
-                            f"that only textxfer loads (stock AutoModelForSequenceClassification would put a random "
-                            f"head on the backbone). Share a `full`, `lp_ft` or `lora` run instead (`model.method=lp_ft` "
-                            f"starts from such a head and fine-tunes), or share the run folder with textxfer users.")
-    adapter = is_adapter(run_dir)
+    method = info.method_spec
+    if method.push:
+        raise TextxferError(f"{run_dir} is a `{method.name}` run, which cannot be pushed: {method.push} (`model.method="
+                            f"lp_ft` starts from a trained linear head and fine-tunes), or share the run folder with "
+                            f"textxfer users.")
+    adapter = method.saves == "adapter"
     recipe = {}
     if (run_dir / "recipe.yaml").is_file():
         recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}
     model_cfg = recipe.get("model") or {}
-    base = resolve_base(model_cfg.get("name") or info.get("base_model", ""), base_model, adapter, str(run_dir))
+    base = resolve_base(model_cfg.get("name") or (info.base_model or ""), base_model, adapter, str(run_dir))
     needed = ("adapter_model.safetensors", "config.json") if adapter else ("config.json",)
     missing = [n for n in needed if not (run_dir / n).is_file()]
     if not adapter and not any((run_dir / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
@@ -244,7 +229,7 @@ def check_can_push(recipe) -> None:
     """Local checks of the push a recipe asks for after training (`push_to_hub`): they fail before training.
     (The recipe itself already checked the repo id, the revision and the method.)"""
     settings = recipe.push_to_hub
-    resolve_base(recipe.model.name, settings.base_model, recipe.model.method in ("lora", "qlora"),
+    resolve_base(recipe.model.name, settings.base_model, get_method(recipe.model.method).adapters,
                  f"of recipe output_dir {recipe.output_dir}")
     hub_token()
 

@@ -283,6 +283,13 @@ def length_sorted(dataset: TokenizedDataset) -> list[int]:
     return sorted(range(len(dataset)), key=lambda i: -dataset.lengths[i])
 
 
+def input_order(order: list[int]) -> torch.Tensor:
+    """The permutation that puts outputs made in `order` (length-sorted) back in input order."""
+    restore = torch.empty(len(order), dtype=torch.long)
+    restore[torch.tensor(order)] = torch.arange(len(order))
+    return restore
+
+
 def eval_loader(dataset: TokenizedDataset, batch_size: int, collate: PadCollator):
     """A DataLoader over length-sorted examples; returns (loader, order) where `order[k]` is the
     original index of the k-th example yielded, to put predictions back in input order."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 import difflib
 import json
 import random
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
-from ..config.schema import DataConfig
+from ..config import DataConfig
 from ..errors import TextxferError
+from ..log import get_logger
 from .io import file_format, read_table
+
+log = get_logger()
 
 MAX_LISTED = 5
 
@@ -206,8 +208,8 @@ def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str,
             raise TextxferError(f"The {role} file {path} has {len(bad)} invalid row(s): {listed}{more}. {fix}")
         dropped = {i for i, _ in bad}
         keep = [i for i in keep if i not in dropped]
-        print(f"textxfer: dropped {len(bad)} invalid row(s) of {len(texts)} from the {role} file {path} "
-              f"(data.drop_invalid_rows=true): {listed}{more}.", file=sys.stderr)
+        log.warning(f"dropped {len(bad)} invalid row(s) of {len(texts)} from the {role} file {path} "
+                    f"(data.drop_invalid_rows=true): {listed}{more}.")
         if not keep:
             raise TextxferError(f"Every row of the {role} file {path} is invalid; nothing is left to use.")
     return Examples(texts=[texts[i] for i in keep], pairs=None if pairs is None else [pairs[i] for i in keep],

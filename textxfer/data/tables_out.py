@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import sys
 from pathlib import Path
 
 from ..errors import TextxferError
 from ..fsutil import atomic_file
+from ..log import get_logger, note
+
+log = get_logger()
 
 OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -96,8 +98,8 @@ def note_renamed(wanted: list[str], names: list[str], source: str) -> None:
     """Say which prediction columns were renamed because the input already had columns of that name."""
     renamed = [f"`{w}` -> `{n}`" for w, n in zip(wanted, names) if w != n]
     if renamed:
-        print(f"textxfer: note: {source} already has column(s) of the names textxfer writes; its columns are kept as "
-              f"they are and the prediction's are renamed: {', '.join(renamed)}.", file=sys.stderr)
+        note(log, f"{source} already has column(s) of the names textxfer writes; its columns are kept as they are "
+                  f"and the prediction's are renamed: {', '.join(renamed)}.")
 
 
 def _text(value) -> str:

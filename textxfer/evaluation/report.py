@@ -111,3 +111,22 @@ def plot_label_scores(per_class: dict, thresholds: dict, path: str | Path, title
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@plain_text
+def plot_budget_curves(series: dict[str, list[tuple[float, float, float]]], n_classes: int, path: str | Path) -> None:
+    """`textxfer compare`'s learning curve: test accuracy (mean and std over seeds) against labeled rows,
+    one line per strategy; `series` maps a strategy to its (rows, mean, std) points."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for strategy, points in series.items():
+        xs, ys, errs = zip(*points)
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=strategy)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"labeled training examples ({n_classes} classes)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -8,42 +8,43 @@ clf.predict(["my card was charged twice"])
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from ..config import LoraSettings
 from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
 from ..data.splits import read_texts
-from ..evaluation.decisions import aggregate, decide, probabilities
-from ..errors import TextxferError
-from ..models.adapters import is_adapter_run, load_adapter
-from ..models.build import PooledClassifier, accepts_position_ids, quiet_loading
-from ..runs.folder import RUN_INFO
 from ..data.tables_out import added_names, check_output_path, note_renamed, output_format, write_table
+from ..errors import TextxferError
+from ..evaluation.decisions import aggregate, decide, probabilities
+from ..models.adapters import load_adapter
+from ..models.build import accepts_position_ids
+from ..models.loading import quiet_loading
+from ..models.pooled import PooledClassifier
+from ..runs.info import RunInfo
 
-import datasets
 
-
-# Weight files a run folder needs, per kind of run; safetensors only: pickles can run code when loaded.
-_WEIGHTS = {"feature_extraction": [("backbone/model.safetensors", "backbone/model.safetensors.index.json"),
-                                   ("head.safetensors",)],
+# Weight files a run folder needs, per what its method saves; safetensors only: pickles can run code when loaded.
+_WEIGHTS = {"pooled": [("backbone/model.safetensors", "backbone/model.safetensors.index.json"), ("head.safetensors",)],
             "adapter": [("adapter_model.safetensors",)],
             "model": [("model.safetensors", "model.safetensors.index.json")]}
 _PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "backbone/pytorch_model.bin",
             "head.bin", "model.ckpt", "tf_model.h5", "flax_model.msgpack")
 
 
-def require_weights(run_dir: Path, info: dict) -> None:
+def require_weights(run_dir: Path, info: RunInfo) -> None:
     """Refuse, with the missing file named, a run folder without its safetensors weights; say so plainly
     when it holds only pickled (`.bin`) weights, which textxfer never loads."""
-    if info.get("method") == "ensemble":
-        return
-    kind = ("feature_extraction" if info.get("method") == "feature_extraction"
-            else "adapter" if is_adapter_run(run_dir) else "model")
-    missing = [names[0] for names in _WEIGHTS[kind] if not any((run_dir / n).is_file() for n in names)]
+    if info.onnx is not None:
+        raise TextxferError(f"{run_dir} is an ONNX export ({info.onnx.get('file', 'model.onnx')}), which textxfer "
+                            f"checks but does not predict with; load it with onnxruntime, or point at the run it was "
+                            f"exported from.")
+    missing = [names[0] for names in _WEIGHTS[info.method_spec.saves]
+               if not any((run_dir / n).is_file() for n in names)]
     if not missing:
         return
     pickles = [n for n in _PICKLES if (run_dir / n).is_file()]
@@ -63,39 +64,33 @@ class Classifier:
     multi-label runs, a target-precision/recall threshold for binary runs that asked for one).
     """
 
-    def __init__(self, model, tokenizer, info: dict):
+    def __init__(self, model, tokenizer, info: RunInfo):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.info = info
-        self.labels: list[str] = info["labels"]
-        self.multi_label: bool = info.get("multi_label", False)
-        self.decision: dict = info.get("decision", {})
+        self.labels: list[str] = info.labels
+        self.multi_label: bool = info.multi_label
+        self.decision: dict = info.decision
         self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | None = None) -> "Classifier":
-        """Load a run folder written by `textxfer train` (on CUDA when available, unless `device` says)."""
+    def load(cls, run_dir: str | Path, device: str | None = None, info: RunInfo | None = None) -> "Classifier":
+        """Load a run folder written by `textxfer train` or `merge` (on CUDA when available, unless `device`
+        says); `load_classifier` also loads ensembles."""
         run_dir = Path(run_dir)
-        info_path = run_dir / RUN_INFO
-        if not info_path.is_file():
-            hint = " (a run that was interrupted is left in a `.incomplete` folder)" if run_dir.with_name(run_dir.name + ".incomplete").exists() else ""
-            raise TextxferError(f"{run_dir} is not a textxfer run folder: it has no {RUN_INFO}{hint}. Point at the `output_dir` of a finished run.")
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = info or RunInfo.read(run_dir)
         require_weights(run_dir, info)
-        if info["method"] == "ensemble":
-            from .ensemble import EnsembleClassifier
-
-            return EnsembleClassifier.load(run_dir, device)
+        method = info.method_spec
         tokenizer = AutoTokenizer.from_pretrained(run_dir)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if info["method"] == "feature_extraction":
+        if method.saves == "pooled":
             model = PooledClassifier.from_pretrained(run_dir)
-        elif is_adapter_run(run_dir):
-            model = load_adapter(run_dir, info, device)
+        elif method.saves == "adapter":
+            model = load_adapter(run_dir, LoraSettings(**(info.lora or {})), device, method.quantized)
         else:
             with quiet_loading():
                 model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
-        if info["method"] != "qlora":  # a 4-bit model is placed when loaded and cannot move
+        if not method.quantized:  # a 4-bit model is placed when loaded and cannot move
             model = model.to(device)
         return cls(model, tokenizer, info)
 
@@ -107,16 +102,16 @@ class Classifier:
             texts, pairs = [texts], [pairs] if isinstance(pairs, str) else pairs
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        if self.info.get("text_pair_column") and pairs is None:
-            raise TextxferError(f"This run classifies text pairs (`{self.info['text_pair_column']}` with each text): "
+        if self.info.text_pair_column and pairs is None:
+            raise TextxferError(f"This run classifies text pairs (`{self.info.text_pair_column}` with each text): "
                                 f"pass `pairs` with one pair text per text.")
         columns = {"text": list(texts)}
         if pairs is not None:
             columns["text_pair"] = list(pairs)
         info = self.info
-        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info["max_length"],
-                                            info.get("long_text", "truncate"), info.get("stride", 0), info.get("max_chunks")))
-        loader, _ = eval_loader(dataset, batch_size or info.get("eval_batch_size", 64), self.collate)
+        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info.max_length,
+                                            info.long_text, info.stride, info.max_chunks))
+        loader, _ = eval_loader(dataset, batch_size or info.eval_batch_size, self.collate)
         device = next(self.model.parameters()).device
         chunks, docs = [], []
         for batch in loader:
@@ -125,7 +120,7 @@ class Classifier:
             out = self.model(**batch)
             logits = out if isinstance(out, torch.Tensor) else out.logits
             chunks.append(logits.float().cpu())
-        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.get("chunk_aggregation", "mean"))
+        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
         return probabilities(logits, self.multi_label)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
@@ -149,8 +144,8 @@ class Classifier:
         """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with the prediction and
         scores (see `write_predictions`). Returns the number of rows written."""
         check_output_path(output_path, [input_path])
-        texts, pairs, table = read_texts(input_path, text_column or self.info["text_column"],
-                                         text_pair_column=pair_column or self.info.get("text_pair_column"))
+        texts, pairs, table = read_texts(input_path, text_column or self.info.text_column,
+                                         text_pair_column=pair_column or self.info.text_pair_column)
         probs = self.predict_proba(texts, pairs)
         self.write_predictions(table, probs, output_path, escape_formulas, source=str(input_path))
         return len(texts)
@@ -167,7 +162,7 @@ class Classifier:
         decided = self.decide(probs)
         delimited = output_format(output_path) in ("csv", "tsv")
         if self.multi_label:
-            separator = self.info.get("label_separator", "|")
+            separator = self.info.label_separator
             sets = [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
             wanted = ["predicted_labels", *[f"score_{l}" for l in self.labels]]
             values = [[separator.join(s) for s in sets] if delimited else sets,
@@ -184,8 +179,3 @@ class Classifier:
 def _scores(p: np.ndarray, delimited: bool) -> list:
     """Probabilities as CSV text with 6 decimals, or as numbers rounded to 6 decimals."""
     return [f"{v:.6f}" for v in p] if delimited else [round(float(v), 6) for v in p]
-
-
-def load_classifier(run_dir: str | Path, device: str | None = None) -> Classifier:
-    """Load a saved run for prediction: `load_classifier("runs/tickets").predict([...])`."""
-    return Classifier.load(run_dir, device)

@@ -1,4 +1,5 @@
-"""LoRA and QLoRA classifiers with peft: build, save so stock peft reloads them, load, merge.
+"""LoRA and QLoRA classifiers with peft: build, save so stock peft reloads them, load (merging them is
+`textxfer.commands.merge`).
 
 Traps this module avoids (each one bites users of plain peft/transformers):
 - The classification head (`score` for decoders, `classifier` for encoders) is new: it must train and be
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import os
 import shutil
 import warnings
@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config.schema import ModelConfig
+from ..config import LoraSettings, ModelConfig
 from ..errors import TextxferError
+from ..fsutil import cache_root
+from .loading import quiet_loading
 
-ADAPTER_CONFIG = "adapter_config.json"
 
 # peft still calls transformers' deprecated gradient-checkpointing names; the warning is not the user's to fix.
 warnings.filterwarnings("ignore", message=r".*(is_gradient_checkpointing|gradient_checkpointing_enable).*deprecated",
@@ -38,17 +39,10 @@ warnings.filterwarnings("ignore", message=r".*(is_gradient_checkpointing|gradien
 WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json")
 
 
-def is_adapter_run(folder: str | Path) -> bool:
-    """True for a run folder that holds a peft adapter rather than a whole model."""
-    return (Path(folder) / ADAPTER_CONFIG).is_file()
-
-
-def quantization_config(cfg: ModelConfig):
-    """The 4-bit NF4 bitsandbytes config of a qlora recipe (None for other methods)."""
-    if cfg.method != "qlora":
-        return None
+def quantization_config(lora: LoraSettings):
+    """The 4-bit NF4 bitsandbytes config of a quantized method (its compute dtype and double quantization)."""
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes  # noqa: F401  (an optional dependency: the `qlora` extra)
         from transformers import BitsAndBytesConfig
     except ImportError:
         raise TextxferError(
@@ -56,8 +50,8 @@ def quantization_config(cfg: ModelConfig):
             "`pip install 'bitsandbytes>=0.49'`, or use `model.method=lora` (no quantization)."
         ) from None
     return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=cfg.lora.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, cfg.lora.compute_dtype),
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=lora.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, lora.compute_dtype),
         llm_int8_skip_modules=["score", "classifier"],  # the head stays in full precision
     )
 
@@ -91,11 +85,11 @@ def check_4bit_layers(model: nn.Module, name: str) -> None:
             f"quantization), a GPU, or a model whose hidden sizes are multiples of 64 (every common checkpoint's are).")
 
 
-def add_adapters(model: nn.Module, cfg: ModelConfig, gradient_checkpointing: bool) -> nn.Module:
+def add_adapters(model: nn.Module, cfg: ModelConfig, gradient_checkpointing: bool, quantized: bool) -> nn.Module:
     """Wrap a sequence classifier with LoRA adapters; the head trains in full and is saved with them."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if cfg.method == "qlora":
+    if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = cfg.lora
@@ -131,8 +125,6 @@ def save_adapter(model: nn.Module, folder: Path, base_path: str) -> None:
 def labelled_base(base_path: str, config) -> Path:
     """A cache folder = the base model's weights (hard-linked, or copied across file systems) with the
     run's labelled config, so `from_pretrained` of it builds the right head with the label names."""
-    from .gguf_cache import cache_root
-
     source = _local_folder(base_path)
     text = config.to_json_string(use_diff=False)
     digest = hashlib.sha256((str(source.resolve()) + text).encode()).hexdigest()[:16]
@@ -169,11 +161,9 @@ def _local_folder(base_path: str) -> Path:
                             f"against: {exc}") from None
 
 
-def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
-    """Reload an adapter run for prediction (4-bit base again for qlora runs)."""
+def load_adapter(run_dir: Path, lora: LoraSettings, device: str, quantized: bool = False) -> nn.Module:
+    """Reload an adapter run for prediction (on a 4-bit base again when `quantized`)."""
     from peft import AutoPeftModelForSequenceClassification
-
-    from .build import quiet_loading
 
     kwargs = {}
     if (Path(run_dir) / "config.json").is_file():
@@ -184,44 +174,9 @@ def load_adapter(run_dir: Path, info: dict, device: str) -> nn.Module:
         config = AutoConfig.from_pretrained(run_dir)
         kwargs.update(num_labels=config.num_labels, id2label=config.id2label, label2id=config.label2id,
                       pad_token_id=config.pad_token_id)
-    if info.get("method") == "qlora":
-        kwargs["quantization_config"] = quantization_config(ModelConfig(**{"method": "qlora", "lora": _lora(info)}))
+    if quantized:
+        kwargs["quantization_config"] = quantization_config(lora)
         kwargs["device_map"] = {"": device}
     with quiet_loading():
         model = AutoPeftModelForSequenceClassification.from_pretrained(run_dir, dtype=torch.float32, **kwargs)
     return model
-
-
-def _lora(info: dict):
-    from ..config.schema import LoraSettings
-
-    return LoraSettings(**info.get("lora", {}))
-
-
-def merge(run_dir: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Fold a LoRA run's adapters into the base weights: a standalone model folder with the head, the
-    label names, the tokenizer and textxfer's run info, loadable with `AutoModelForSequenceClassification`."""
-    from transformers import AutoTokenizer
-
-    from ..fsutil import OutputFolder, write_json
-    from ..runs.folder import RUN_INFO
-
-    run_dir, output_dir = Path(run_dir), Path(output_dir)
-    if not is_adapter_run(run_dir):
-        raise TextxferError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG} is missing): only `lora` and `qlora` "
-                            f"runs can be merged; other runs are standalone models already.")
-    target = OutputFolder(output_dir, overwrite=overwrite, inputs=[run_dir], setting="OUTPUT_DIR",
-                          kind="merged model", overwrite_hint="--overwrite")
-    with target:
-        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
-        # QLoRA adapters merge into the full-precision base: merging into 4-bit weights would round them.
-        model = load_adapter(run_dir, {**info, "method": "lora"}, "cpu").merge_and_unload()
-        with target.staging() as staging:
-            model.save_pretrained(staging)
-            AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
-            write_json(staging / RUN_INFO, {**info, "method": "full", "merged_from": str(run_dir),
-                                            "adapter_method": info["method"]})
-            for extra in ("recipe.yaml", "metrics.json"):
-                if (run_dir / extra).is_file():
-                    shutil.copy2(run_dir / extra, staging / extra)
-    return output_dir

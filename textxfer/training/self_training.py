@@ -23,9 +23,21 @@ per class; `textxfer compare ... --strategies feature_extraction,self_training`,
 """
 from __future__ import annotations
 
+import datasets
 import torch
+from torch import nn
 
-from ..data.batching import TokenizedDataset
+from ..config import Recipe
+from ..data.batching import TokenizedDataset, tokenize
+from ..data.splits import Splits, read_unlabeled
+from ..errors import TextxferError
+from ..evaluation import metrics
+from ..log import get_logger, note
+from .context import Run
+from .heads import CachedFeatures, fit_head_lbfgs
+from .results import FitResult, restore, trainable_snapshot
+
+log = get_logger()
 
 
 def pseudo_labels(logits: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,3 +82,63 @@ def with_pseudo_labels(labeled: TokenizedDataset, unlabeled: TokenizedDataset, r
             added = [unlabeled.columns[name][i] for i in picked]
         columns[name] = list(values) + added
     return TokenizedDataset(columns)
+
+
+def unlabeled_set(recipe: Recipe, splits: Splits, tokenizer) -> TokenizedDataset | None:
+    """The tokenized unlabeled texts for self-training (None when it is off), without the labeled splits' texts."""
+    if not recipe.train.self_training_rounds:
+        return None
+    d = recipe.data
+    texts = read_unlabeled(d.unlabeled, d.text_column, d.encoding)
+    known = {text for split in (splits.train, splits.validation, splits.test) if split is not None for text in split["text"]}
+    texts, dropped = without_known(texts, known)
+    if dropped:
+        note(log, f"self-training leaves out {dropped} of the {len(texts) + dropped} texts in {d.unlabeled}: repeats, "
+                  f"or texts of the train/validation/test rows")
+    if not texts:
+        raise TextxferError(f"Every text in {d.unlabeled} is a repeat or one of the labeled train/validation/test "
+                            f"texts, so self-training has nothing to pseudo-label. Point `data.unlabeled` at other "
+                            f"in-domain texts, or set `train.self_training_rounds=0`.")
+    return TokenizedDataset(tokenize(datasets.Dataset.from_dict({"text": texts}), tokenizer, d.max_length, d.long_text,
+                                     d.stride, d.max_chunks))
+
+
+def self_train(run: Run, head: nn.Linear, cached: CachedFeatures) -> FitResult:
+    """Round 0 fits the head on the labeled rows; each later round adds the pseudo-labels of the
+    current head and refits. Keeps the round best on validation."""
+    t = run.recipe.train
+    train_x, train_y, unlabeled_x = cached.train_x, cached.train_y, cached.unlabeled_x
+    result = fit_head_lbfgs(run, head, train_x, train_y, cached.evaluate)
+    for entry in result.history:
+        entry.update(self_training_round=0, pseudo_labeled=0)
+    best = trainable_snapshot(head)
+    for round_ in range(1, t.self_training_rounds + 1):
+        rows, labels, confidence = teacher_picks(run, head, unlabeled_x)
+        log.info(f"self-training round {round_}/{t.self_training_rounds}: {len(rows)} of {len(unlabeled_x)} "
+                 f"unlabeled {unit(run.recipe)} pseudo-labelled (up to {t.self_training_per_class} per class; mean "
+                 f"confidence {confidence:.3f})")
+        fitted = fit_head_lbfgs(run, head, torch.cat([train_x, unlabeled_x[rows]]), torch.cat([train_y, labels]),
+                                cached.evaluate)
+        for entry in fitted.history:
+            entry.update(self_training_round=round_, pseudo_labeled=len(rows))
+        if result.absorb(fitted):  # ties keep the earlier round (fewer pseudo-labels)
+            best = trainable_snapshot(head)
+    restore(head, best)
+    kept = result.history[result.best_epoch - 1]["self_training_round"]
+    log.info(f"self-training keeps round {kept} (best validation "
+             f"{metrics.selection_metric(run.multi_label).replace('_', '-')} {result.best_score:.4f})")
+    return result
+
+
+def teacher_picks(run: Run, head: nn.Linear, unlabeled_x: torch.Tensor):
+    """The head's pseudo-labels (see `pseudo_labels`) and their mean confidence."""
+    with torch.no_grad():
+        logits = head(unlabeled_x.to(run.accelerator.device)).cpu()
+    rows, labels = pseudo_labels(logits, run.recipe.train.self_training_per_class)
+    confidence = logits[rows].softmax(-1).max(-1).values.mean().item() if len(rows) else float("nan")
+    return rows, labels, confidence
+
+
+def unit(recipe: Recipe) -> str:
+    """What an unlabeled example is: with `long_text: chunks` each window is pseudo-labelled on its own."""
+    return "windows" if recipe.data.long_text == "chunks" else "texts"

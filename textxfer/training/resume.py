@@ -5,6 +5,10 @@ plus `textxfer_state.json` (epoch, batches done in the epoch, history, best epoc
 best epoch's trainable weights. It is written into `<output_dir>.checkpoints/.tmp-step-N/` and renamed
 to `step-N/` only when everything is on disk, so a kill during saving leaves no folder that looks
 complete. The last `train.keep_checkpoints` are kept; a finished run removes them.
+
+`Checkpointer` is what the training loop uses: where a fit resumes from, and saving its position.
+SIGINT/SIGTERM become a flag the loop checks after each optimizer step (`StopSignal`): a checkpoint is
+saved and the run stops with `TrainingInterrupted`, whose message says how to resume.
 """
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -133,3 +140,85 @@ def remove_all(output_dir: str | Path) -> None:
         root.rmdir()
     except OSError:  # something else is in it: not ours to remove
         pass
+
+
+@dataclass
+class Position:
+    """Where a fit stands: the epoch, batches done in it, optimizer steps, and the epoch's loss so far."""
+
+    epoch: int = 1
+    batches_done: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+
+
+class Checkpointer:
+    """A fit's checkpoints under `<output_dir>.checkpoints/`, for `train.save_every`/`keep_checkpoints`/`resume`."""
+
+    def __init__(self, accelerator, output_dir: str, train_config, log):
+        self.accelerator, self.output_dir, self.config, self.log = accelerator, output_dir, train_config, log
+        self.root = checkpoint_root(output_dir)
+
+    def resume(self):
+        """(Position, FitResult state, best weights, validation outputs) of the checkpoint to resume from,
+        or None to start fresh."""
+        t = self.config
+        path = resolve_resume(t.resume, self.output_dir)
+        if path is None:
+            if t.resume == "auto":
+                self.log.info(f"note: no checkpoint in {self.root} to resume from; starting from the beginning")
+            return None
+        state, best, validation = load(self.accelerator, path)
+        position = Position(state["epoch"], state["batches_done"], state["step"], state["loss_sum"],
+                            state["loss_count"])
+        self.log.info(f"resuming from {path} (epoch {position.epoch}, {position.batches_done} batches done)")
+        return position, state, best, validation
+
+    def save(self, position: Position, result, best: dict | None) -> Path:
+        """Save the fit at `position` (every process calls this)."""
+        state = {"epoch": position.epoch, "batches_done": position.batches_done, "step": position.step,
+                 "loss_sum": position.loss_sum, "loss_count": position.loss_count, **result.state()}
+        validation = (None if result.best_validation_logits is None
+                      else (result.best_validation_logits, result.best_validation_labels))
+        return save(self.accelerator, self.root, position.step, state, best, validation, self.config.keep_checkpoints)
+
+
+class TrainingInterrupted(TextxferError):
+    """SIGINT/SIGTERM during training: a checkpoint was saved; the message says how to resume."""
+
+    def __init__(self, signal_name: str, checkpoint: Path, output_dir: str):
+        super().__init__(
+            f"training stopped by {signal_name}; a checkpoint of the current step is in {checkpoint}. "
+            f"Continue with the same command plus `train.resume=auto` (the run folder {output_dir} is not written "
+            f"until training finishes)."
+        )
+        self.exit_code = 130 if signal_name == "SIGINT" else 143
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks after each optimizer step (all processes agree)."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+        self.name: str | None = None
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.name = signal.Signals(signum).name
+
+    def requested(self) -> bool:
+        flag = self.name is not None
+        if self.accelerator.num_processes > 1:  # one process may get the signal: stop together
+            flag = bool(self.accelerator.reduce(torch.tensor(float(flag), device=self.accelerator.device),
+                                                reduction="sum").item())
+            if flag and self.name is None:  # another process was signalled
+                self.name = "SIGTERM"
+        return flag
+
+    def uninstall(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
