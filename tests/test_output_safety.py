@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, TICKETS, copy_run, tiny_recipe, write
 from textxfer import load_classifier
-from textxfer.fsutil import MANIFEST, lock_path
+from textxfer.outputs import MANIFEST, lock_path
 
 
 def one_paragraph(err: str) -> str:
@@ -192,7 +192,7 @@ def test_exporting_a_sample_never_replaces_other_rows(tmp_path):
 
 HOLD = """
 import sys, time
-from textxfer.fsutil import OutputFolder
+from textxfer.outputs import OutputFolder
 with OutputFolder(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)

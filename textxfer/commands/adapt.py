@@ -26,7 +26,8 @@ from ..config import Recipe
 from ..data.batching import LengthBucketBatchSampler, TokenizedDataset, tokenize
 from ..data.splits import read_unlabeled
 from ..errors import TextxferError
-from ..fsutil import OutputFolder, write_json
+from ..fsutil import write_json
+from ..outputs import OutputFolder
 from ..log import get_logger, note
 from ..models.build import is_sentence_embedding_model
 from ..models.embedded import resolve_model_path

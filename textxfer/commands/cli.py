@@ -21,6 +21,7 @@ import sys
 from .._version import __version__
 from ..errors import TextxferError
 from ..log import cli_handlers, get_logger
+from ..methods import method_names
 
 log = get_logger()
 
@@ -156,12 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"textxfer {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_predict, _add_merge, _add_adapt, _add_compare, _add_push, _add_export_onnx,
+                _add_ensemble):
+        add(sub)
+    return parser
+
+
+
+def _add_train(sub) -> None:
     train = sub.add_parser("train", help="train, evaluate and save a classifier from a YAML recipe")
     train.add_argument("recipe", help="recipe YAML file (see recipes/)")
     train.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value, e.g. train.lr=3e-5")
     train.add_argument("--overwrite", action="store_true", help="replace output_dir if it holds a finished textxfer "
                        "run (kept intact until the new run is complete); other folders are never replaced")
     train.set_defaults(func=_train)
+
+
+def _add_predict(sub) -> None:
     predict = sub.add_parser("predict", help="classify a CSV/TSV/JSONL/parquet file with a saved run")
     predict.add_argument("run_dir", help="the output_dir of a finished training run")
     predict.add_argument("input", help="file with a text column (the run's data.text_column)")
@@ -172,11 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-column", help="text column(s) of INPUT, comma-separated, if not the run's")
     predict.add_argument("--pair-column", help="pair text column of INPUT, if the run classifies pairs and it is not the run's")
     predict.set_defaults(func=_predict)
+
+
+def _add_merge(sub) -> None:
     merge = sub.add_parser("merge", help="fold a lora/qlora run's adapters into a standalone model folder")
     merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
     merge.add_argument("output_dir", help="where to write the merged model")
     merge.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     merge.set_defaults(func=_merge)
+
+
+def _add_adapt(sub) -> None:
     ad = sub.add_parser("adapt", help="continue pretraining the recipe's model on unlabeled in-domain text "
                                       "(masked LM; causal LM with LoRA for decoders)")
     ad.add_argument("recipe", help="recipe YAML file (model.name, data.text_column, data.max_length)")
@@ -187,16 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (encoders)")
     ad.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     ad.set_defaults(func=_adapt)
+
+
+def _add_compare(sub) -> None:
     comp = sub.add_parser("compare", help="train several strategies at several label budgets and seeds; report "
                                           "the learning curves and the transfer gain over scratch")
     comp.add_argument("recipe", help="recipe YAML file (its data, model and output_dir)")
     comp.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value")
     comp.add_argument("--strategies", default="base,scratch,feature_extraction,full",
-                      help="comma-separated: base (logistic regression on frozen features), scratch, "
-                           "feature_extraction, full, lp_ft, lora, qlora")
+                      help="comma-separated, from: base (logistic regression on frozen features), "
+                           f"{', '.join(method_names())}, self_training, noisy_student")
     comp.add_argument("--per-class", default="5,10,50,all", help="training examples per class: integers or all")
     comp.add_argument("--seeds", type=int, default=3, help="subsamples (and training seeds) per budget")
     comp.set_defaults(func=_compare)
+
+
+def _add_push(sub) -> None:
     pu = sub.add_parser("push", help="upload a run (model or adapters, tokenizer, labels) with a generated model card "
                                      "to the Hugging Face Hub")
     pu.add_argument("run_dir", help="a finished run folder (full, lp_ft, scratch, lora, qlora) or a merged folder")
@@ -209,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--license", help="license id for the model card (default: the embedded base model's, else `other`)")
     pu.add_argument("--commit-message", help="commit message (default: `textxfer: upload RUN_NAME`)")
     pu.set_defaults(func=_push)
+
+
+def _add_export_onnx(sub) -> None:
     ox = sub.add_parser("export-onnx", help="export a full or merged run to ONNX and check ONNX Runtime against "
                                             "PyTorch on its test set")
     ox.add_argument("run_dir", help="a finished full/lp_ft/scratch run folder or a `textxfer merge` folder")
@@ -218,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     ox.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     ox.set_defaults(func=_export_onnx)
+
+
+def _add_ensemble(sub) -> None:
     en = sub.add_parser("ensemble", help="combine finished runs trained on the same data into one classifier "
                                          "(the averaging rule chosen on their shared validation split)")
     en.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more finished single-label runs with the "
@@ -227,7 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how probabilities are averaged (default: the better one on validation)")
     en.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     en.set_defaults(func=_ensemble)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

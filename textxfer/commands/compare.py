@@ -26,6 +26,7 @@ import json
 import random
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -40,7 +41,8 @@ from ..data.batching import PadCollator, TokenizedDataset, eval_loader, input_or
 from ..data.splits import load_splits
 from ..errors import TextxferError
 from ..evaluation.report import plot_budget_curves
-from ..fsutil import OutputFolder, write_json
+from ..fsutil import write_json
+from ..outputs import OutputFolder
 from ..log import get_logger
 from ..methods import method_names
 from ..models.embedded import resolve_model_path
@@ -121,20 +123,40 @@ def compare(recipe_path: str, overrides: list[str], strategies: list[str], budge
         return _compare(base, self_training, recipe_path, overrides, strategies, budgets, seeds, root)
 
 
+@dataclass
+class _Pool:
+    """The recipe's rows every cell draws from, and where the cells' files go."""
+
+    base: Recipe
+    recipe_path: str
+    overrides: list[str]
+    self_training: object  # the train settings of the self-training cells
+    texts: list[str]
+    labels: list[int]
+    names: list[str]
+    test_texts: list[str]
+    test_labels: list[int]
+    root: Path
+    features: dict | None = None  # frozen features for the `base` cells, computed once
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+
 def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str], strategies: list[str],
              budgets: list[int | None], seeds: int, root: Path) -> list[dict]:
-    data_dir = root / "data"
     splits = load_splits(base.data, base.train.seed)
-    pool_texts, pool_labels = list(splits.train["text"]), list(splits.train["label"])
-    names = splits.labels.labels
-    data_dir.mkdir(parents=True, exist_ok=True)
-    _write_rows(data_dir / "validation.csv", list(splits.validation["text"]), [names[i] for i in splits.validation["label"]])
+    pool = _Pool(base, recipe_path, overrides, self_training, list(splits.train["text"]), list(splits.train["label"]),
+                 splits.labels.labels, list(splits.test["text"]), list(splits.test["label"]), root)
+    pool.data_dir.mkdir(parents=True, exist_ok=True)
+    _write_rows(pool.data_dir / "validation.csv", list(splits.validation["text"]),
+                [pool.names[i] for i in splits.validation["label"]])
     cells = [(s, b, seed) for b in budgets for seed in range(seeds) for s in strategies]
     records, done_seconds = _load_records(root), []
     log.info(f"{len(cells)} runs: strategies {', '.join(strategies)} x per-class "
              f"{', '.join('all' if b is None else str(b) for b in budgets)} x {seeds} seed(s); "
-             f"{len(pool_texts)} training rows in the pool, test file {base.data.test}")
-    features = None
+             f"{len(pool.texts)} training rows in the pool, test file {base.data.test}")
     for k, (strategy, per_class, seed) in enumerate(cells, 1):
         key = _cell_key(strategy, per_class, seed)
         if _done(records, key):
@@ -142,50 +164,56 @@ def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str]
         left = [c for c in cells[k - 1:] if not _done(records, _cell_key(*c))]
         eta = f", about {statistics.mean(done_seconds) * len(left) / 60:.0f} min left" if done_seconds else ""
         log.info(f"run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}")
-        rows = subsample(pool_labels, per_class, seed)
-        if strategy in SELF_TRAINING and len(rows) == len(pool_texts):
-            log.info(f"skipping {strategy} at per class {key['per_class']}: every pool row is "
-                     f"labeled, none is left to pseudo-label")
-            continue
         started = time.perf_counter()
-        if strategy == "base":
-            if features is None:
-                features = _frozen_features(base, pool_texts, list(splits.test["text"]))
-            accuracy, macro_f1 = _logistic_baseline(features, pool_labels, rows, list(splits.test["label"]), seed)
-        else:
-            tag = f"{key['per_class']}-seed{seed}"
-            train_file = data_dir / f"train-{tag}.csv"
-            run_dir = root / "runs" / f"{strategy}-{tag}"
-            _write_rows(train_file, [pool_texts[i] for i in rows], [names[pool_labels[i]] for i in rows])
-            method, extra = strategy, list(SELF_TRAINING_OFF)
-            if strategy in SELF_TRAINING:
-                unlabeled_file = data_dir / f"unlabeled-{tag}.csv"
-                chosen = set(rows)
-                _write_rows(unlabeled_file, [text for i, text in enumerate(pool_texts) if i not in chosen])
-                method = "feature_extraction"
-                extra = [f"data.unlabeled={unlabeled_file}",
-                         f"train.self_training_rounds={self_training.self_training_rounds}",
-                         f"train.student_epochs={(self_training.student_epochs or 1) if strategy == 'noisy_student' else 0}"]
-            cell = load_recipe(recipe_path, [*overrides, *extra, f"model.method={method}", f"train.seed={seed}",
-                                             f"data.train={train_file}", f"data.validation={data_dir / 'validation.csv'}",
-                                             "data.text_column=text", "data.label_column=label",
-                                             # the recipe's epochs/lr suit one method: each runs at its defaults
-                                             "train.epochs=null", "train.lr=null", f"output_dir={run_dir}",
-                                             "overwrite=true"])  # a cell folder left by an interrupted compare
-            metrics = train(cell)
-            accuracy, macro_f1 = metrics["test"]["accuracy"], metrics["test"]["macro_f1"]
+        outcome = _run_cell(pool, strategy, per_class, seed, key)
+        if outcome is None:
+            continue
         seconds = time.perf_counter() - started
         done_seconds.append(seconds)
-        records.append({**key, "n_train": len(rows), "test_accuracy": accuracy, "test_macro_f1": macro_f1,
-                        "wall_seconds": seconds})
+        records.append({**key, **outcome, "wall_seconds": seconds})
         write_json(root / "comparison.json", records)
     # the reports cover every finished cell in the folder, also those of earlier invocations; columns
     # in the order the strategies first ran, so a later invocation does not reshuffle the table
     done_strategies = list(dict.fromkeys(r["strategy"] for r in records))
     done_budgets = {None if r["per_class"] == "all" else r["per_class"] for r in records}
     write_reports(root, records, done_strategies + [s for s in strategies if s not in done_strategies],
-                  sorted(set(budgets) | done_budgets, key=lambda b: (b is None, b or 0)), len(names))
+                  sorted(set(budgets) | done_budgets, key=lambda b: (b is None, b or 0)), len(pool.names))
     return records
+
+
+def _run_cell(pool: _Pool, strategy: str, per_class: int | None, seed: int, key: dict) -> dict | None:
+    """Train (or fit, for `base`) one cell; its test figures, or None when the cell does not apply."""
+    rows = subsample(pool.labels, per_class, seed)
+    if strategy in SELF_TRAINING and len(rows) == len(pool.texts):
+        log.info(f"skipping {strategy} at per class {key['per_class']}: every pool row is labeled, none is left to "
+                 f"pseudo-label")
+        return None
+    if strategy == "base":
+        if pool.features is None:
+            pool.features = _frozen_features(pool.base, pool.texts, pool.test_texts)
+        accuracy, macro_f1 = _logistic_baseline(pool.features, pool.labels, rows, pool.test_labels, seed)
+        return {"n_train": len(rows), "test_accuracy": accuracy, "test_macro_f1": macro_f1}
+    tag = f"{key['per_class']}-seed{seed}"
+    train_file = pool.data_dir / f"train-{tag}.csv"
+    _write_rows(train_file, [pool.texts[i] for i in rows], [pool.names[pool.labels[i]] for i in rows])
+    method, extra = strategy, list(SELF_TRAINING_OFF)
+    if strategy in SELF_TRAINING:
+        unlabeled_file = pool.data_dir / f"unlabeled-{tag}.csv"
+        chosen = set(rows)
+        _write_rows(unlabeled_file, [text for i, text in enumerate(pool.texts) if i not in chosen])
+        method = "feature_extraction"
+        students = (pool.self_training.student_epochs or 1) if strategy == "noisy_student" else 0
+        extra = [f"data.unlabeled={unlabeled_file}", f"train.self_training_rounds={pool.self_training.self_training_rounds}",
+                 f"train.student_epochs={students}"]
+    # The recipe file's epochs/lr suit one method, so each cell starts from its method's defaults; what
+    # the command line sets applies to every cell.
+    cell = load_recipe(pool.recipe_path, ["train.epochs=null", "train.lr=null", *pool.overrides, *extra,
+                                          f"model.method={method}", f"train.seed={seed}", f"data.train={train_file}",
+                                          f"data.validation={pool.data_dir / 'validation.csv'}", "data.text_column=text",
+                                          "data.label_column=label", f"output_dir={pool.root / 'runs' / f'{strategy}-{tag}'}",
+                                          "overwrite=true"])  # a cell folder left by an interrupted compare
+    metrics = train(cell)
+    return {"n_train": len(rows), "test_accuracy": metrics["test"]["accuracy"], "test_macro_f1": metrics["test"]["macro_f1"]}
 
 
 def _load_base(recipe_path: str, overrides: list[str], strategies: list[str]):

@@ -24,7 +24,8 @@ from ..data.splits import load_splits
 from ..errors import TextxferError
 from ..evaluation.metrics import full_report, selection_metric, summary
 from ..evaluation.report import plot_confusion_matrix
-from ..fsutil import OutputFolder, write_json
+from ..fsutil import write_json
+from ..outputs import OutputFolder
 from ..inference.classifier import Classifier
 from ..inference.ensemble import COMBINE_RULES, MEMBERS_DIR, EnsembleClassifier, combine, in_order
 from ..log import get_logger, note

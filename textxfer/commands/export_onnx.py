@@ -37,7 +37,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..errors import TextxferError
 from ..data.splits import read_texts
-from ..fsutil import OutputFolder, write_json
+from ..fsutil import write_json
+from ..outputs import OutputFolder
 from ..models.build import accepts_position_ids
 from ..models.loading import quiet_loading
 from ..runs.info import RunInfo

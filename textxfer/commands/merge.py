@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 
 from ..config import LoraSettings
 from ..errors import TextxferError
-from ..fsutil import OutputFolder
+from ..outputs import OutputFolder
 from ..methods import METHODS
 from ..models.adapters import load_adapter
 from ..runs.info import RunInfo

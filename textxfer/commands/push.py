@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config.checks import repo_id_problem
 from ..errors import TextxferError
-from ..fsutil import MANIFEST
+from ..outputs import MANIFEST
 from ..methods import get_method
 from ..models.embedded import EMBEDDED
 from ..runs.info import RunInfo

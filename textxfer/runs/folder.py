@@ -3,7 +3,7 @@
 A run folder holds the model and tokenizer (safetensors; what exactly follows from the method: a whole
 model, a backbone + head, or adapters + head), `textxfer.json` (`RunInfo`), the resolved `recipe.yaml`,
 `metrics.json`, plots and `predictions_test.csv`. A crash never leaves a folder that looks finished:
-until the final rename everything lives in `<output_dir>.incomplete/` (see `textxfer.fsutil.OutputFolder`,
+until the final rename everything lives in `<output_dir>.incomplete/` (see `textxfer.outputs.OutputFolder`,
 which also decides whether an existing `output_dir` may be replaced, and locks it for the run).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import Recipe, save_recipe
 from ..evaluation.report import plot_confusion_matrix, plot_label_scores, plot_learning_curves, plot_precision_recall
-from ..fsutil import OutputFolder
+from ..outputs import OutputFolder
 from ..log import get_logger
 from ..methods import get_method
 from ..models.adapters import save_adapter

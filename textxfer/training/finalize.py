@@ -6,7 +6,8 @@ import time
 
 from ..evaluation.decisions import probabilities, threshold_for_target, tune_label_thresholds
 from ..evaluation.metrics import full_report
-from ..fsutil import OutputFolder, write_json
+from ..fsutil import write_json
+from ..outputs import OutputFolder
 from ..inference.classifier import Classifier
 from ..log import get_logger, note
 from ..runs.folder import draw_plots, model_bytes, save_model

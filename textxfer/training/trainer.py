@@ -77,7 +77,7 @@ def train(recipe: Recipe) -> dict:
     """Train, evaluate and save a classifier as the recipe says; returns the run's metrics.
 
     The output folder is checked before any work and locked for the whole run (by the main process,
-    the only one that writes): see `textxfer.fsutil.OutputFolder`."""
+    the only one that writes): see `textxfer.outputs.OutputFolder`."""
     started = time.perf_counter()
     accelerator = make_accelerator(recipe)
     output = run_output(recipe)
