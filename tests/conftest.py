@@ -70,11 +70,22 @@ def tiny_llama(tmp_path_factory) -> str:
 
 
 def tiny_recipe(folder: Path, model: str, method: str = "full", data: dict | None = None,
-                output_dir: str | Path | None = None, **train_cfg) -> Path:
-    """A recipe training `model` briefly on the small tickets sample; the run goes to `folder/run`."""
+                output_dir: str | Path | None = None, model_cfg: dict | None = None, **train_cfg) -> Path:
+    """A recipe training `model` briefly on the small tickets sample (`data` replaces keys of it, None
+    removes one); the run goes to `folder/run`."""
     settings = {"epochs": 4, "lr": 1e-3, "batch_size": 8, "seed": 3, **train_cfg}
-    return write_recipe(folder, data={**TICKETS, **(data or {})}, model={"name": model, "method": method},
+    data = {k: v for k, v in {**TICKETS, **(data or {})}.items() if v is not None}  # None: leave the key out
+    return write_recipe(folder, data=data,
+                        model={"name": model, "method": method, **(model_cfg or {})},
                         train=settings, output_dir=str(output_dir or folder / "run"))
+
+
+def train_tiny(folder: Path, model: str, method: str = "full", **kwargs) -> tuple[dict, Path]:
+    """Train `tiny_recipe(folder, model, method, **kwargs)`; returns (metrics, run folder)."""
+    from textxfer import load_recipe, train
+
+    recipe = load_recipe(tiny_recipe(folder, model, method, **kwargs))
+    return train(recipe), Path(recipe.output_dir)
 
 
 # The finished runs that many tests read: trained once per session (several files used to train their

@@ -8,22 +8,19 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import SAMPLES, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from conftest import TICKETS, train_tiny
+from textxfer import load_classifier
 from textxfer.config import LoraSettings, ModelConfig
 from textxfer.errors import TextxferError
 from textxfer.models.build import build_model
 
-TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 TEXTS = ["my card still has not arrived", "why was I charged for taking out cash?", "the exchange rate is wrong",
          "I lost my wallet with the card in it and someone may be using it right now"]
 
 
 def run(tmp_path, model, method="lora", **train_cfg):
-    settings = {"epochs": 3, "lr": 5e-3, "batch_size": 8, "seed": 3, **train_cfg}
-    path = write_recipe(tmp_path, data=TICKETS, model={"name": model, "method": method, "lora": {"r": 4, "alpha": 8}},
-                        train=settings, output_dir=str(tmp_path / "run"))
-    return train(load_recipe(path)), tmp_path / "run"
+    return train_tiny(tmp_path, model, method, model_cfg={"lora": {"r": 4, "alpha": 8}},
+                      **{"epochs": 3, "lr": 5e-3, **train_cfg})
 
 
 def read_rows(path):

@@ -9,21 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SAMPLES, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from conftest import SHARED_RUN, TICKETS, train_tiny
+from textxfer import load_classifier
 from textxfer.commands.ensemble import build_ensemble
 from textxfer.inference.ensemble import COMBINE_RULES, combine
 from textxfer.errors import TextxferError
 
-DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
+DATA = TICKETS
 
 
 def _train(tmp: Path, model: str, method: str, seed: int = 1, **train_extra) -> Path:
-    path = write_recipe(tmp, data=DATA, model={"name": model, "method": method},
-                        train={"epochs": 2, "lr": 5e-3, "batch_size": 16, "seed": seed, **train_extra},
-                        output_dir=str(tmp / "run"))
-    train(load_recipe(path))
-    return tmp / "run"
+    return train_tiny(tmp, model, method, **{**SHARED_RUN, "seed": seed, **train_extra})[1]
 
 
 @pytest.fixture(scope="module")

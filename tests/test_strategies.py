@@ -3,21 +3,17 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from conftest import SAMPLES, write_recipe
-from textxfer import load_recipe, train
+from conftest import train_tiny
+from textxfer import load_recipe
 from textxfer.config import ModelConfig
 from textxfer.errors import TextxferError
 from textxfer.models.build import build_model
 from textxfer.models.strategies import GradualUnfreezing, L2SP, layerwise_groups, parameter_depths
 
-TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
-
-
 def run(tmp_path, model, model_cfg=None, **train_cfg):
-    settings = {"epochs": 2, "lr": 1e-3, "batch_size": 8, "seed": 3, **train_cfg}
-    path = write_recipe(tmp_path, data=TICKETS, model={"name": model, **(model_cfg or {})}, train=settings,
-                        output_dir=str(tmp_path / "run"))
-    return train(load_recipe(path)), tmp_path / "run"
+    model_cfg = dict(model_cfg or {})
+    return train_tiny(tmp_path, model, model_cfg.pop("method", "full"), model_cfg=model_cfg,
+                      **{"epochs": 2, **train_cfg})
 
 
 def weights(folder):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from conftest import SAMPLES, write, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from conftest import SAMPLES, train_tiny, write, write_recipe
+from textxfer import load_classifier, load_recipe
 from textxfer.data.batching import LengthBucketBatchSampler, balanced_weights, tokenize
 from textxfer.config import DataConfig
 from textxfer.data.splits import load_splits
@@ -20,10 +20,8 @@ from textxfer.models.embedded import resolve_model_path
 
 
 def run(tmp_path, model, data, method="full", **train_cfg):
-    settings = {"epochs": 2, "lr": 1e-3, "batch_size": 16, "seed": 3, **train_cfg}
-    path = write_recipe(tmp_path, data=data, model={"name": model, "method": method}, train=settings,
-                        output_dir=str(tmp_path / "run"))
-    return train(load_recipe(path)), tmp_path / "run"
+    data = {"test": None, "max_length": None, **data}  # the task's own files, not the tickets sample
+    return train_tiny(tmp_path, model, method, data=data, **{"epochs": 2, "batch_size": 16, **train_cfg})
 
 
 def head_of(path, n, tmp_path, name=None):

@@ -8,19 +8,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from conftest import ROOT, SAMPLES, write, write_recipe
-from textxfer import load_classifier, load_recipe, train
+from conftest import ROOT, TICKETS, train_tiny, write, write_recipe
+from textxfer import load_classifier
 from textxfer.config import ModelConfig
 from textxfer.models.build import build_model
 
-TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
-
-
 def run(tmp_path, model, method="full", data=None, **train_cfg):
-    settings = {"epochs": 4, "lr": 1e-3, "batch_size": 8, "seed": 3, **train_cfg}
-    path = write_recipe(tmp_path, data={**TICKETS, **(data or {})}, model={"name": model, "method": method},
-                        train=settings, output_dir=str(tmp_path / "run"))
-    return train(load_recipe(path)), tmp_path / "run"
+    return train_tiny(tmp_path, model, method, data=data, **train_cfg)
 
 
 def read_rows(path):

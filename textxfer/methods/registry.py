@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from ..errors import TextxferError
 from .base import Method
+from .bitfit import BITFIT
 from .feature_extraction import FEATURE_EXTRACTION
 from .full import FULL
 from .lora import LORA, QLORA
 from .lp_ft import LP_FT
 from .scratch import SCRATCH
 
-METHODS: dict[str, Method] = {m.name: m for m in (FULL, FEATURE_EXTRACTION, SCRATCH, LORA, QLORA, LP_FT)}
+METHODS: dict[str, Method] = {m.name: m for m in (FULL, FEATURE_EXTRACTION, SCRATCH, LORA, QLORA, LP_FT, BITFIT)}
 
 
 def method_names() -> tuple[str, ...]:
