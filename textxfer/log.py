@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from tqdm.auto import tqdm
+
 ROOT = "textxfer"
 NOTE = 25  # between INFO and WARNING: something the user should know, not a problem
 logging.addLevelName(NOTE, "NOTE")
@@ -65,8 +67,6 @@ class _TqdmHandler(logging.Handler):
         self.addFilter(lambda record: levels(record.levelno) and is_main_process())
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm.auto import tqdm
-
         try:
             stream = getattr(sys, self.stream_name)
             tqdm.write(self.format(record), file=stream)
@@ -86,5 +86,4 @@ def cli_handlers(verbose: bool = False) -> list[logging.Handler]:
     for handler in handlers:
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
     return handlers

@@ -31,7 +31,8 @@ from ..outputs import OutputFolder
 from ..log import get_logger, note
 from ..models.build import is_sentence_embedding_model
 from ..models.embedded import resolve_model_path
-from ..models.loading import build_tokenizer, quiet_loading
+from ..models.loading import build_tokenizer
+from ..models.quiet import quiet_loading
 from ..training import resume
 from ..training.loop import Loop, fit
 from ..training.trainer import make_accelerator

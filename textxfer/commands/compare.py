@@ -46,7 +46,8 @@ from ..outputs import OutputFolder
 from ..log import get_logger
 from ..methods import method_names
 from ..models.embedded import resolve_model_path
-from ..models.loading import build_tokenizer, quiet_loading
+from ..models.loading import build_tokenizer
+from ..models.quiet import quiet_loading
 from ..models.pooled import HeadConfig, PooledClassifier
 from ..runs.folder import draw_safely
 from ..training.trainer import train

@@ -40,7 +40,7 @@ from ..data.splits import read_texts
 from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..models.build import accepts_position_ids
-from ..models.loading import quiet_loading
+from ..models.quiet import quiet_loading
 from ..runs.info import RunInfo
 
 ONNX_FILE = "model.onnx"

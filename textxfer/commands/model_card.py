@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ..config import recipe_from_dict
 from ..data.splits import load_splits
@@ -281,7 +282,6 @@ def _training(info: RunInfo, recipe: dict, metrics: dict) -> str:
 
 def _is_decoder(run_dir: Path) -> bool:
     """Decoder-only models classify from the last non-padding token (causal LM types without a masked LM)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     try:
         model_type = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("model_type")

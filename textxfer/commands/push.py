@@ -26,6 +26,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from ..config.checks import repo_id_problem
 from ..errors import TextxferError
 from ..outputs import MANIFEST
@@ -58,7 +63,6 @@ class PushResult:
 def check_repo_id(repo_id: str, what: str = "--repo-id") -> None:
     problem = repo_id_problem(repo_id)
     if problem is None:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
 
         try:
             validate_repo_id(repo_id)
@@ -75,7 +79,6 @@ def is_adapter(run_dir: Path) -> bool:
 
 def _is_hub_id(name: str) -> bool:
     """A Hub model id (`gpt2` and `OWNER/NAME` alike), not a local path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if not name or Path(name).expanduser().exists() or name.startswith((".", "/", "~")):
         return False
@@ -125,7 +128,6 @@ def _files(run_dir: Path, adapter: bool) -> tuple[list[str], list[str]]:
 def stage(run_dir: str | Path, folder: str | Path, repo_id: str, base_model: str | None = None,
           license: str | None = None, link: bool = False) -> list[str]:
     """Write into `folder` exactly the files a push of `run_dir` to `repo_id` uploads; returns their names."""
-    import yaml
 
     run_dir, folder = Path(run_dir), Path(folder)
     check_repo_id(repo_id)
@@ -204,14 +206,12 @@ def _check_revision(revision: str) -> None:
 
 def endpoint() -> str:
     """The Hub to talk to: `HF_ENDPOINT` when set (read now, not at import), else huggingface.co."""
-    from huggingface_hub import constants
 
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
 def hub_token() -> str:
     """The user's token (HF_TOKEN, else the stored login), or a clear error before any request."""
-    from huggingface_hub import constants, get_token
 
     if constants.is_offline_mode():
         raise TextxferError("Cannot push: Hugging Face offline mode is on (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set "
@@ -237,7 +237,6 @@ def check_can_push(recipe) -> None:
 def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str = "main",
          base_model: str | None = None, license: str | None = None, commit_message: str | None = None) -> PushResult:
     """Create (or reuse) the Hub repository `repo_id` and upload the run with its model card."""
-    from huggingface_hub import HfApi
 
     run_dir = Path(run_dir)
     check_repo_id(repo_id)
@@ -269,7 +268,6 @@ def push(run_dir: str | Path, repo_id: str, private: bool = False, revision: str
 
 def _call(fn, what: str, url: str, token: str):
     """Run one Hub request; turn its failure into one paragraph (token scrubbed)."""
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     try:
         return fn()

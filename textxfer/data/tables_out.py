@@ -13,6 +13,9 @@ import json
 import re
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from ..errors import TextxferError
 from ..fsutil import atomic_file
 from ..log import get_logger, note
@@ -76,9 +79,6 @@ def write_table(path: str | Path, columns: dict[str, list], escape_formulas: boo
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path, f"the predictions {path}") as tmp:
         if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
             pq.write_table(pa.table(columns), tmp)
             return
         names, n = list(columns), len(next(iter(columns.values()), []))

@@ -23,7 +23,7 @@ from ..errors import TextxferError
 from ..evaluation.decisions import aggregate, decide, probabilities
 from ..models.adapters import load_adapter
 from ..models.build import accepts_position_ids
-from ..models.loading import quiet_loading
+from ..models.quiet import quiet_loading
 from ..models.pooled import PooledClassifier
 from ..runs.info import RunInfo
 

@@ -25,12 +25,14 @@ import warnings
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from torch import nn
+from transformers import AutoConfig, BitsAndBytesConfig
 
 from ..config import LoraSettings, ModelConfig
 from ..errors import TextxferError
 from ..fsutil import cache_root
-from .loading import quiet_loading
+from .quiet import quiet_loading
 
 
 # peft still calls transformers' deprecated gradient-checkpointing names; the warning is not the user's to fix.
@@ -43,7 +45,6 @@ def quantization_config(lora: LoraSettings):
     """The 4-bit NF4 bitsandbytes config of a quantized method (its compute dtype and double quantization)."""
     try:
         import bitsandbytes  # noqa: F401  (an optional dependency: the `qlora` extra)
-        from transformers import BitsAndBytesConfig
     except ImportError:
         raise TextxferError(
             "`model.method=qlora` needs bitsandbytes (0.49 or newer also runs on CPU). Install it with "
@@ -64,7 +65,7 @@ _PACKED_ROWS = 32
 def check_4bit_layers(model: nn.Module, name: str) -> None:
     """Refuse, before training, a 4-bit model whose layers this machine's kernels cannot run (a clear
     error instead of a reshape failure deep inside bitsandbytes at the first evaluation)."""
-    import bitsandbytes as bnb
+    import bitsandbytes as bnb  # an optional dependency: the `qlora` extra
 
     bad = []
     for module_name, module in model.named_modules():
@@ -87,7 +88,7 @@ def check_4bit_layers(model: nn.Module, name: str) -> None:
 
 def add_adapters(model: nn.Module, cfg: ModelConfig, gradient_checkpointing: bool, quantized: bool) -> nn.Module:
     """Wrap a sequence classifier with LoRA adapters; the head trains in full and is saved with them."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training  # peft: 6-7 s to import
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
@@ -152,8 +153,6 @@ def _local_folder(base_path: str) -> Path:
     path = Path(base_path)
     if path.is_dir():
         return path
-    from huggingface_hub import snapshot_download
-
     try:  # a Hub id: its files are in the local Hugging Face cache after loading
         return Path(snapshot_download(base_path, local_files_only=True))
     except Exception as exc:  # noqa: BLE001
@@ -163,14 +162,12 @@ def _local_folder(base_path: str) -> Path:
 
 def load_adapter(run_dir: Path, lora: LoraSettings, device: str, quantized: bool = False) -> nn.Module:
     """Reload an adapter run for prediction (on a 4-bit base again when `quantized`)."""
-    from peft import AutoPeftModelForSequenceClassification
+    from peft import AutoPeftModelForSequenceClassification  # peft: 6-7 s to import, adapter runs only
 
     kwargs = {}
     if (Path(run_dir) / "config.json").is_file():
         # The head's size and label names, for a folder whose adapter names its base by Hub id (a pushed
         # run): peft builds that base from the Hub config, which knows nothing of our labels.
-        from transformers import AutoConfig
-
         config = AutoConfig.from_pretrained(run_dir)
         kwargs.update(num_labels=config.num_labels, id2label=config.id2label, label2id=config.label2id,
                       pad_token_id=config.pad_token_id)

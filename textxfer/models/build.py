@@ -7,6 +7,8 @@ import inspect
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
@@ -14,7 +16,8 @@ from ..config import ModelConfig
 from ..methods import Method, get_method
 from .adapters import add_adapters, check_4bit_layers, quantization_config
 from .embedded import resolve_model_path
-from .loading import hub_kwargs, load_error, quiet_loading
+from .loading import hub_kwargs, load_error
+from .quiet import quiet_loading
 from .pooled import HeadConfig, PooledClassifier
 
 
@@ -62,8 +65,6 @@ def _sequence_classifier(method: Method, cfg: ModelConfig, path: str, id2label: 
     if method.quantized:
         quantized["quantization_config"] = quantization_config(cfg.lora)
         if torch.cuda.is_available():  # 4-bit weights are placed at load time: one GPU per process
-            from accelerate import PartialState
-
             quantized["device_map"] = {"": PartialState().local_process_index}
     return AutoModelForSequenceClassification.from_pretrained(
         path, use_safetensors=True, dtype=torch.float32, **labels, **quantized, **hub_kwargs(cfg))
@@ -80,8 +81,6 @@ def is_sentence_embedding_model(path: str) -> bool:
     if Path(path).is_dir():
         return (Path(path) / "modules.json").is_file()
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         return isinstance(try_to_load_from_cache(path, "modules.json"), str)
     except Exception:  # no cache, odd id: fall back to the stock behaviour
         return False

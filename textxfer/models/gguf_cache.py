@@ -19,7 +19,6 @@ bf16. The cost is disk: 517 MB instead of 270 MB, once.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -29,9 +28,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import is_gguf_available
+
 from ..errors import TextxferError
 from ..fsutil import CACHE_ENV, cache_root, fsync_tree
 from ..log import get_logger, note
+from .quiet import quiet_loading
 
 log = get_logger()
 
@@ -121,11 +125,6 @@ def materialize(name: str, build: Callable[[Path], None], cache_dir: str | Path 
 
 def convert_gguf(gguf_path: Path, folder: Path) -> None:
     """Dequantize `gguf_path` into `folder` as a standard float32 safetensors checkpoint plus tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .loading import quiet_loading
-
     directory, filename = str(gguf_path.parent), gguf_path.name
     with quiet_loading():
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=filename)
@@ -150,10 +149,6 @@ def convert_gguf(gguf_path: Path, folder: Path) -> None:
 
 
 def _gguf_available() -> bool:
-    try:
-        from transformers.utils import is_gguf_available
-    except ImportError:  # pragma: no cover - very old transformers
-        return importlib.util.find_spec("gguf") is not None
     return is_gguf_available()
 
 

@@ -1,12 +1,10 @@
-"""Loading pretrained files: tokenizers (with a pad token guaranteed), clear errors for what cannot be
-loaded (pickled weights, a Hub id without a network), and quiet transformers load reports."""
+"""Loading pretrained files: tokenizers (with a pad token guaranteed) and clear errors for what cannot be
+loaded (pickled weights, a Hub id without a network)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from ..config import ModelConfig
 from ..errors import TextxferError
@@ -54,14 +52,3 @@ def build_tokenizer(cfg: ModelConfig):
             raise TextxferError(f"The tokenizer of `{cfg.name}` has neither a pad nor an end-of-sequence token to pad with.")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-@contextmanager
-def quiet_loading():
-    """transformers prints a load report listing the freshly initialised head; expected here, so hide it."""
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel
 
-from .loading import quiet_loading
+from .quiet import quiet_loading
 
 
 @dataclass
@@ -69,8 +70,6 @@ class PooledClassifier(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Backbone in `backbone/` (standard HF folder), head weights and pooling beside it."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         self.backbone.save_pretrained(folder / self.BACKBONE_DIR)
         save_file({k: v.detach().contiguous() for k, v in self.head.state_dict().items()}, str(folder / self.HEAD_FILE))
@@ -80,8 +79,6 @@ class PooledClassifier(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "PooledClassifier":
         """Reload what `save_pretrained` wrote."""
-        from safetensors.torch import load_file
-
         folder = Path(folder)
         meta = json.loads((folder / "head_config.json").read_text())
         with quiet_loading():
