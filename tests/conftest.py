@@ -18,6 +18,17 @@ SAMPLES = ROOT / "data_samples"
 TICKETS = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
 
 
+@pytest.fixture(autouse=True)
+def textxfer_messages():
+    """textxfer's messages as the command line shows them (stdout/stderr, `textxfer: ...`), in every test,
+    whatever ran before: a library call logs, and only the CLI's handlers print. Tests read them with
+    capsys (or caplog)."""
+    from textxfer.log import cli_handlers
+
+    cli_handlers()
+    yield
+
+
 def _save_tiny(folder: Path, config, tokenizer_cls) -> str:
     from transformers import AutoModel
 

@@ -58,3 +58,22 @@ def test_the_readme_key_table_lists_exactly_the_recipe_keys():
     assert len(listed) == len(set(listed)), "a key is listed twice"
     assert sorted(listed) == sorted(valid_keys()), (f"missing from README: {sorted(set(valid_keys()) - set(listed))}; "
                                                     f"not recipe keys: {sorted(set(listed) - set(valid_keys()))}")
+
+
+def test_library_messages_go_through_the_textxfer_logger_and_can_be_silenced(tmp_path, tiny_bert, caplog):
+    import logging
+
+    from conftest import train_tiny
+
+    with caplog.at_level(logging.INFO, logger="textxfer"):
+        train_tiny(tmp_path / "a", tiny_bert, epochs=1)
+    said = [r for r in caplog.records if r.name.startswith("textxfer")]
+    assert any("parameters train" in r.getMessage() for r in said) and all(r.levelno >= logging.INFO for r in said)
+    caplog.clear()
+    logger = logging.getLogger("textxfer")
+    logger.setLevel(logging.ERROR)  # what a Python user does to silence it
+    try:
+        train_tiny(tmp_path / "b", tiny_bert, epochs=1)
+    finally:
+        logger.setLevel(logging.INFO)
+    assert not [r for r in caplog.records if r.name.startswith("textxfer")]
