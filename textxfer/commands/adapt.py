@@ -138,7 +138,8 @@ def _save_adapted(model, decoder: bool, tokenizer, path: str, staging: Path, met
     """The adapted model (a decoder's LoRA merged in), its tokenizer and `adapt_metrics.json`."""
     if decoder:
         model = model.merge_and_unload()
-    model.save_pretrained(staging)
+    with quiet_loading():
+        model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     if (Path(path) / "modules.json").is_file():  # still a sentence encoder: keeps pooler_init=auto right
         shutil.copy2(Path(path) / "modules.json", staging / "modules.json")

@@ -15,6 +15,7 @@ argument answer at once instead of after loading torch and transformers.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -155,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `textxfer` command."""
     parser = argparse.ArgumentParser(prog="textxfer", description="Train and use text classifiers by transfer learning.")
     parser.add_argument("--version", action="version", version=f"textxfer {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages too")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug messages, and what other libraries "
+                        "print while loading models (load reports, progress bars, optional-kernel notes)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_predict, _add_merge, _add_adapt, _add_compare, _add_push, _add_export_onnx,
                 _add_ensemble):
@@ -259,6 +261,18 @@ def _add_ensemble(sub) -> None:
     en.set_defaults(func=_ensemble)
 
 
+def _quiet_libraries(verbose: bool) -> None:
+    """What other libraries print that a user does not need (`-v` shows it): bitsandbytes' note that
+    its optional `kernels` package is missing, printed on import on AVX-512 CPUs even when nothing is
+    quantized; transformers' load reports and local-file progress bars (see textxfer.models.quiet)."""
+    if verbose:
+        from ..models.quiet import set_verbose  # imports transformers: only when asked for
+
+        set_verbose(True)
+        return
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; bad input ends with one paragraph on stderr and exit status 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -270,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     cli_handlers(verbose=args.verbose)
+    _quiet_libraries(args.verbose)
     try:
         return args.func(args)
     except TextxferError as exc:

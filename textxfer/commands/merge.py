@@ -13,6 +13,7 @@ from ..errors import TextxferError
 from ..outputs import OutputFolder
 from ..methods import METHODS
 from ..models.adapters import load_adapter
+from ..models.quiet import quiet_loading
 from ..runs.info import RunInfo
 
 
@@ -29,7 +30,7 @@ def merge(run_dir: str | Path, output_dir: str | Path, overwrite: bool = False) 
     with target:
         # Quantized adapters merge into the full-precision base: merging into 4-bit weights would round them.
         model = load_adapter(run_dir, LoraSettings(**(info.lora or {})), "cpu", quantized=False).merge_and_unload()
-        with target.staging() as staging:
+        with target.staging() as staging, quiet_loading():
             model.save_pretrained(staging)
             AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
             info.replace(method="full", merged_from=str(run_dir), adapter_method=info.method).write(staging)

@@ -17,6 +17,7 @@ from ..log import get_logger
 from ..methods import get_method
 from ..models.adapters import save_adapter
 from ..models.embedded import resolve_model_path
+from ..models.quiet import quiet_loading
 from .info import RunInfo
 
 log = get_logger()
@@ -34,12 +35,13 @@ def run_output(recipe: Recipe) -> OutputFolder:
 
 def save_model(staging: Path, recipe: Recipe, info: RunInfo, model, tokenizer, state_dict: dict | None = None) -> None:
     """The trained model as its method saves it, the tokenizer, `textxfer.json` and the resolved recipe."""
-    if get_method(recipe.model.method).saves == "adapter":
-        save_adapter(model, staging, resolve_model_path(recipe.model.name))
-    elif state_dict is not None:  # gathered from FSDP shards
-        model.save_pretrained(staging, state_dict=state_dict)
-    else:
-        model.save_pretrained(staging)
+    with quiet_loading():
+        if get_method(recipe.model.method).saves == "adapter":
+            save_adapter(model, staging, resolve_model_path(recipe.model.name))
+        elif state_dict is not None:  # gathered from FSDP shards
+            model.save_pretrained(staging, state_dict=state_dict)
+        else:
+            model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     info.write(staging)
     save_recipe(recipe, staging / "recipe.yaml")
