@@ -177,3 +177,14 @@ def test_no_traceback_from_the_real_command(tmp_path):
                            f"data.train={bad}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "bad.csv" in proc.stderr and "line 2" in proc.stderr
+
+
+def test_a_test_file_with_other_columns_than_train_says_so_and_points_at_data_test(tmp_path):
+    """Your own CSV (other column names) with a recipe's inherited test file: renaming the columns for
+    the test file would break the train file, so the message says the files disagree."""
+    own = write(tmp_path, "mine.csv", "ticket_body,queue\n" + "".join(
+        f"ticket {i} about {'cards' if i % 2 else 'fees'},{'card' if i % 2 else 'fee'}\n" for i in range(20)))
+    msg = error_of(train=str(own), test=str(SAMPLES / "tickets_test.csv"), text_column="ticket_body",
+                   label_column="queue")
+    assert "tickets_test.csv" in msg and "different columns" in msg and "mine.csv" in msg
+    assert "data.test=null" in msg and "data.test=PATH" in msg and "data.text_column=text" not in msg

@@ -320,3 +320,17 @@ def test_predictions_that_do_not_fit_leave_no_partial_file(tmp_path, tiny_full_r
         assert os.listdir(disk) == []
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_hub_id_without_a_network_is_a_clear_error_at_once(tmp_path, tiny_bert):
+    """No network and no offline mode: one probe of the Hub (a refused connection here), then the
+    message saying how to work offline, instead of a minute of download retries."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    done = subprocess.run([sys.executable, "-m", "textxfer", "train", str(tiny_recipe(tmp_path, tiny_bert)),
+                           "model.name=acme/not-downloaded"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr
+    message = one_paragraph(done.stderr)
+    assert "cannot be reached" in message and "HF_HUB_OFFLINE=1" in message and "minilm-l6" in message
+    assert "Retrying" not in done.stderr and "parameters train" not in done.stdout

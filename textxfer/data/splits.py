@@ -121,6 +121,14 @@ def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: st
     if need_label:
         wanted.append(("data.label_column", cfg.label_column))
     for key, column in wanted:
+        if column not in table.column_names and role in ("validation", "test"):
+            raise TextxferError(
+                f"The {role} file {path} has no column `{column}` (asked for by `{key}`), which the train file "
+                f"{cfg.train} has: the two files have different columns (this one has {', '.join(table.column_names)}). "
+                f"If {path} is not your data (a recipe's own {role} file, say), point `data.{role}` at yours "
+                f"(`data.{role}=PATH`) or leave it out (`data.{role}=null`); otherwise give it the train file's "
+                f"column names."
+            )
         if column not in table.column_names:
             close = difflib.get_close_matches(column, table.column_names, n=1, cutoff=0.4)
             option = {"data.text_column": "--text-column", "data.text_pair_column": "--pair-column"}.get(key, key)

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+
+from huggingface_hub import constants, snapshot_download
 
 from ..errors import TextxferError
 from . import gguf_cache
@@ -78,4 +83,51 @@ def resolve_model_path(name: str) -> str:
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise TextxferError(f"The model folder {name} does not exist. Set `model.name` to an existing folder, an alias "
                             f"({', '.join(EMBEDDED)}), or a Hugging Face Hub id such as `bert-base-uncased`.")
-    return name
+    return _offline_or_cached(name)
+
+
+_HUB_PROBE_SECONDS = 3.0
+_hub_problem: dict[str, str | None] = {}  # endpoint -> why it cannot be reached (None: reachable), once a process
+
+
+def hub_problem(timeout: float = _HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hugging Face Hub cannot be reached from here (None when it can): one TCP connection to the
+    endpoint, name lookup included, given `timeout` seconds in all; asked once per process. Without it, a
+    download retries for over a minute before failing."""
+    endpoint = constants.ENDPOINT
+    if endpoint in _hub_problem:
+        return _hub_problem[endpoint]
+    url = urlparse(endpoint)
+    host, port = url.hostname or endpoint, url.port or (443 if url.scheme == "https" else 80)
+    outcome: list = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{host}:{port}: {exc.strerror or type(exc).__name__}")
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    _hub_problem[endpoint] = outcome[0] if outcome else f"{host}:{port}: no answer within {timeout:g} s"
+    return _hub_problem[endpoint]
+
+
+def _offline_or_cached(name: str) -> str:
+    """A Hub id when the Hub can be reached or offline mode is on; its cached copy when the Hub cannot be
+    reached; else one clear error, in seconds rather than after a minute of retries."""
+    if constants.HF_HUB_OFFLINE:
+        return name
+    problem = hub_problem()
+    if problem is None:
+        return name
+    try:
+        return snapshot_download(name, local_files_only=True)  # downloaded before: use that copy
+    except Exception:  # noqa: BLE001 - not in the cache (or not a valid id): the error below says what to do
+        pass
+    raise TextxferError(f"`model.name={name}` is a Hugging Face Hub id, and the Hub cannot be reached from here "
+                        f"({problem}), nor is the model in the local Hugging Face cache. Without a network: set "
+                        f"`HF_HUB_OFFLINE=1` to use models you downloaded before, point `model.name` at a local model "
+                        f"folder, or use an embedded model ({', '.join(EMBEDDED)}).")
