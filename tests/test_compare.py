@@ -29,7 +29,7 @@ def test_compare_runs_every_cell_and_skips_finished_ones(tmp_path, tiny_bert, cl
     args = ["compare", recipe, "--strategies", "base,scratch,full", "--per-class", "2,all", "--seeds", "2"]
     code, out, err = cli(*args)
     assert code == 0, err
-    assert "run 1/12" in out and "min left" in out
+    assert "run 1/12" in out and "no time estimate yet" in out and "s left" in out  # measured costs once each strategy ran
     records = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert len(records) == 12
     assert set(records[0]) == {"strategy", "per_class", "seed", "n_train", "test_accuracy", "test_macro_f1", "wall_seconds"}
@@ -112,3 +112,28 @@ def test_the_recipes_self_training_keys_set_up_the_self_training_cells_only(tmp_
     assert student["self_training_rounds"] == 1 and student["student_epochs"] == 2
     history = json.loads((runs / "noisy_student-2-seed0" / "metrics.json").read_text())["history"]
     assert [h["student_epoch"] for h in history if "student_epoch" in h] == [1, 2]
+
+
+def test_the_time_left_comes_from_each_strategys_measured_cost():
+    from textxfer.commands.compare import time_left
+
+    records = [{"strategy": "base", "per_class": 10, "wall_seconds": 15, "n_train": 770},
+               {"strategy": "full", "per_class": 10, "wall_seconds": 180, "n_train": 770}]
+    assert time_left(records, [("full", 10, 1), ("full", 10, 2)]) == "about 6 min left"
+    assert time_left(records, [("full", 50, 0)]) == "about 15 min left", "another budget: scaled by its rows"
+    mixed = time_left(records, [("full", 10, 1), ("scratch", 10, 0)])
+    assert mixed.startswith("about 3 min left for the strategies measured so far") and "scratch (not run yet)" in mixed
+    assert time_left([], [("lp_ft", 10, 0)]) == "no time estimate yet: lp_ft not run yet"
+
+
+def test_command_line_epochs_and_lr_reach_every_cell_even_after_the_flags(tmp_path, tiny_bert, cli):
+    recipe = write_recipe(tmp_path, data={"train": str(SAMPLES / "tickets_small.csv"),
+                                          "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32},
+                          model={"name": tiny_bert}, train={"batch_size": 8, "epochs": 7, "lr": 0.5},
+                          output_dir=str(tmp_path / "cmp"))
+    code, out, err = cli("compare", recipe, "--strategies", "scratch", "--per-class", "2", "--seeds", "1",
+                         "train.epochs=1", "train.lr=0.01")
+    assert code == 0, err
+    saved = (tmp_path / "cmp" / "runs" / "scratch-2-seed0" / "recipe.yaml").read_text()
+    assert "epochs: 1\n" in saved and "lr: 0.01\n" in saved, "the command line's, not the recipe's 7 / 0.5"
+    assert json.loads((tmp_path / "cmp" / "runs" / "scratch-2-seed0" / "metrics.json").read_text())["train"]["epochs_run"] == 1

@@ -154,7 +154,7 @@ def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str]
     _write_rows(pool.data_dir / "validation.csv", list(splits.validation["text"]),
                 [pool.names[i] for i in splits.validation["label"]])
     cells = [(s, b, seed) for b in budgets for seed in range(seeds) for s in strategies]
-    records, done_seconds = _load_records(root), []
+    records = _load_records(root)
     log.info(f"{len(cells)} runs: strategies {', '.join(strategies)} x per-class "
              f"{', '.join('all' if b is None else str(b) for b in budgets)} x {seeds} seed(s); "
              f"{len(pool.texts)} training rows in the pool, test file {base.data.test}")
@@ -163,14 +163,12 @@ def _compare(base: Recipe, self_training, recipe_path: str, overrides: list[str]
         if _done(records, key):
             continue
         left = [c for c in cells[k - 1:] if not _done(records, _cell_key(*c))]
-        eta = f", about {statistics.mean(done_seconds) * len(left) / 60:.0f} min left" if done_seconds else ""
-        log.info(f"run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}{eta}")
+        log.info(f"run {k}/{len(cells)}: {strategy}, per class {key['per_class']}, seed {seed}; {time_left(records, left)}")
         started = time.perf_counter()
         outcome = _run_cell(pool, strategy, per_class, seed, key)
         if outcome is None:
             continue
         seconds = time.perf_counter() - started
-        done_seconds.append(seconds)
         records.append({**key, **outcome, "wall_seconds": seconds})
         write_json(root / "comparison.json", records)
     # the reports cover every finished cell in the folder, also those of earlier invocations; columns
@@ -215,6 +213,31 @@ def _run_cell(pool: _Pool, strategy: str, per_class: int | None, seed: int, key:
                                           "overwrite=true"])  # a cell folder left by an interrupted compare
     metrics = train(cell)
     return {"n_train": len(rows), "test_accuracy": metrics["test"]["accuracy"], "test_macro_f1": metrics["test"]["macro_f1"]}
+
+
+def time_left(records: list[dict], cells: list[tuple]) -> str:
+    """How long the `cells` still to run will take, from the measured time of each strategy at each
+    budget (this invocation's cells and earlier ones'), or the same strategy at another budget scaled
+    by its rows; says so when a strategy has not run yet, rather than guessing."""
+    def seconds(strategy, per_class):
+        key = "all" if per_class is None else per_class
+        same = [r["wall_seconds"] for r in records if r["strategy"] == strategy and r["per_class"] == key]
+        if same:
+            return statistics.mean(same)
+        other = [(r["wall_seconds"], r["n_train"], r["per_class"]) for r in records if r["strategy"] == strategy]
+        if not other or per_class is None or any(p == "all" for _, _, p in other):
+            return statistics.mean(s for s, _, _ in other) if other else None
+        return statistics.mean(s * per_class / p for s, _, p in other)  # rows grow with the budget
+
+    estimates = [seconds(strategy, per_class) for strategy, per_class, _ in cells]
+    unknown = sorted({c[0] for c, e in zip(cells, estimates) if e is None})
+    known = sum(e for e in estimates if e is not None)
+    if not unknown:
+        return f"about {known / 60:.0f} min left" if known >= 60 else f"about {known:.0f} s left"
+    if known:
+        return f"about {known / 60:.0f} min left for the strategies measured so far, and no estimate yet for " \
+               f"{', '.join(unknown)} (not run yet)"
+    return f"no time estimate yet: {', '.join(unknown)} not run yet"
 
 
 def _load_base(recipe_path: str, overrides: list[str], strategies: list[str]):
