@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 # Text stays text: no math parsing of `$`, no LaTeX, whatever the user's matplotlib settings.
 _PLAIN = {"text.parse_math": False, "text.usetex": False}
@@ -27,53 +28,114 @@ def plain_text(plot):
     return wrapper
 
 
+# Confusion matrices past this many classes get no counts in the cells, and a panel of the most
+# confused pairs under them (a 77x77 grid of colours alone does not say which mistakes matter).
+CELL_COUNTS_UP_TO = 25
+TOP_PAIRS = 15
+
+
+def _label_font(n: int) -> float:
+    """Tick label size (points) for n classes: as large as still fits one label per cell."""
+    return 9.0 if n <= 20 else 7.0 if n <= 50 else 5.5 if n <= 100 else 4.5
+
+
 @plain_text
 def plot_confusion_matrix(matrix: list[list[int]], labels: list[str], path: str | Path, title: str) -> None:
-    """Row-normalised confusion matrix; the figure grows with the number of classes so 77+ stay readable."""
+    """Row-normalised confusion matrix, sized from the number and length of the labels so that 2 to 150+
+    classes stay legible; counts in the cells up to CELL_COUNTS_UP_TO classes, and past that the most
+    confused (true -> predicted) pairs in a panel below. Nothing is clipped (tight bounding box)."""
     counts = np.asarray(matrix, dtype=float)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(labels)
-    size = max(5.0, 0.22 * n + 3)
-    font = 9 if n <= 20 else max(4.0, 9 - n / 20)
-    fig, ax = plt.subplots(figsize=(size, size * 0.92))
+    font = _label_font(n)
+    cell = max(0.42 if n <= CELL_COUNTS_UP_TO else 0.0, font * 2.0 / 72)  # inches per row and column
+    label_room = max(len(label) for label in labels) * font * 0.62 / 72 + 0.3  # the longest label, in inches
+    side = max(n * cell, 2.6)
+    pairs = _confused_pairs(counts, labels) if n > CELL_COUNTS_UP_TO else []
+    pairs_room = 0.28 * len(pairs) + 1.0 if pairs else 0.0
+    fig = plt.figure(figsize=(side + label_room + 1.6, side + label_room + 0.8 + pairs_room), layout="constrained")
+    grid = fig.add_gridspec(2 if pairs else 1, 1, height_ratios=[side + label_room, pairs_room] if pairs else [1])
+    ax = fig.add_subplot(grid[0])
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=font)
+    upright = n <= 8 and max(len(label) for label in labels) <= 10
+    ax.set_xticks(range(n), labels, rotation=0 if upright else 90, fontsize=font)
     ax.set_yticks(range(n), labels, fontsize=font)
-    ax.set_xlabel("predicted label")
-    ax.set_ylabel("true label")
-    ax.set_title(title)
-    if n <= 20:  # counts in the cells only where they fit
+    ax.set_xlabel("predicted label", fontsize=10)
+    ax.set_ylabel("true label", fontsize=10)
+    ax.set_title(title, fontsize=11, pad=10)
+    if n <= CELL_COUNTS_UP_TO:
+        number_font = min(9.0, cell * 72 / 2.6)
         for i in range(n):
             for j in range(n):
                 if counts[i, j]:
-                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=font,
+                    ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=number_font,
                             color="white" if rates[i, j] > 0.5 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046 if n > 8 else 0.08, pad=0.02)
+    bar.set_label("share of the true class", fontsize=9)
+    if pairs:
+        _plot_pairs(fig.add_subplot(grid[1]), pairs)
+    fig.savefig(path, dpi=110 if n <= 50 else 130, bbox_inches="tight", pad_inches=0.2)
     plt.close(fig)
+
+
+def _confused_pairs(counts: np.ndarray, labels: list[str]) -> list[tuple[str, int, float]]:
+    """The TOP_PAIRS largest off-diagonal cells: ("true -> predicted", count, share of the true class)."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    totals = np.maximum(counts.sum(axis=1), 1)
+    pairs = []
+    for flat in np.argsort(off, axis=None, kind="stable")[::-1][:TOP_PAIRS]:
+        i, j = divmod(int(flat), counts.shape[1])
+        if off[i, j] <= 0:
+            break
+        pairs.append((f"{labels[i]} -> {labels[j]}", int(off[i, j]), off[i, j] / totals[i]))
+    return pairs
+
+
+def _plot_pairs(ax, pairs: list[tuple[str, int, float]]) -> None:
+    y = np.arange(len(pairs))
+    ax.barh(y, [p[1] for p in pairs], color="#c0504d")
+    ax.set_yticks(y, [p[0] for p in pairs], fontsize=8)
+    ax.invert_yaxis()
+    for k, (_, count, share) in enumerate(pairs):
+        ax.text(count, k, f" {count} ({share:.0%} of the true class)", va="center", fontsize=7)
+    ax.set_xlabel("test rows", fontsize=9)
+    ax.set_title(f"the {len(pairs)} most confused pairs (true -> predicted)", fontsize=10)
+    ax.margins(x=0.3)
 
 
 @plain_text
 def plot_learning_curves(history: list[dict], path: str | Path) -> None:
-    """Training loss and validation scores (accuracy / F1) per epoch."""
+    """Training loss and validation scores per epoch (per L2 strength for an L-BFGS head)."""
     epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
     if all("validation_loss" in h for h in history):
         left.plot(epochs, [h["validation_loss"] for h in history], marker="o", label="validation loss")
-    left.set_xlabel("epoch")
     left.set_ylabel("loss")
-    left.legend()
+    left.set_title("loss")
     for key in ("accuracy", "micro_f1", "macro_f1", "subset_accuracy"):
         if f"validation_{key}" in history[0]:
             right.plot(epochs, [h[f"validation_{key}"] for h in history], marker="o",
                        label=f"validation {key.replace('_', '-')}")
-    right.set_xlabel("epoch")
-    right.set_ylim(0, 1)
-    right.legend()
+    right.set_ylabel("score")
+    right.set_ylim(0, 1.02)
+    right.set_title("validation scores")
+    by_l2 = all("head_l2" in h for h in history) and len(history) <= 12
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if by_l2:  # an L-BFGS head: one fit per L2 strength, not epochs
+            ax.set_xticks(epochs, [f"{h['head_l2']:g}" for h in history])
+            ax.set_xlabel("L2 strength of the head (one L-BFGS fit each)")
+        else:
+            ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    best = max(history, key=lambda h: h.get("validation_macro_f1", h.get("validation_micro_f1", 0)))["epoch"]
+    fig.suptitle(f"training: {len(history)} {'fits' if by_l2 else 'epochs'}, best on validation: "
+                 f"{'fit' if by_l2 else 'epoch'} {best}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
