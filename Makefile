@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: install
-	$(VENV)/bin/textxfer train recipes/tickets_minilm.yaml
+	$(VENV)/bin/textxfer train recipes/tickets_minilm.yaml --overwrite
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
