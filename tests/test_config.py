@@ -121,3 +121,21 @@ def test_invalid_yaml_names_the_line(tmp_path):
 
 def test_every_valid_key_can_be_overridden():
     assert "train.class_weights" in valid_keys() and "output_dir" in valid_keys()
+
+
+def test_a_typo_gets_the_suggestion_and_the_key_table_not_every_key():
+    with pytest.raises(TextxferError) as err:
+        load_recipe(None, ["data.train=a.csv", "train.lerning_rate=3"])
+    message = str(err.value)
+    assert "Did you mean" in message and "README.md" in message
+    assert "train.student_noise" not in message and len(message) < 400
+
+
+def test_compare_help_lists_every_strategy(capsys):
+    from textxfer.commands.cli import main
+    from textxfer.commands.compare import STRATEGIES
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert all(strategy in shown for strategy in STRATEGIES)

@@ -140,3 +140,22 @@ def test_a_run_without_safetensors_weights_is_a_clear_error(tmp_path, tiny_full_
     code, _, err = cli("predict", run, TICKETS["test"], "-o", tmp_path / "o.csv")
     assert code == 2 and "model.safetensors" in error_line(err) and "missing" in err
     assert ("pickled" in err and "pytorch_model.bin" in err) if pickle else "pickled" not in err
+
+
+def test_commands_are_quiet_by_default_and_verbose_on_request(tmp_path, tiny_lora_run):
+    """Only textxfer's own lines by default: no load reports or file progress bars from transformers, no
+    note from bitsandbytes about an optional kernels package; `-v` shows what the libraries print."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "textxfer", "predict", str(tiny_lora_run), TICKETS["test"], "-o",
+               str(tmp_path / "p.csv")]
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = [line for line in (quiet.stdout + quiet.stderr).replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and all(line.startswith("textxfer") for line in lines), lines
+    loud = subprocess.run([sys.executable, "-m", "textxfer", "-v", *command[3:]], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert loud.returncode == 0 and ("LOAD REPORT" in loud.stderr or "Loading weights" in loud.stderr), loud.stderr
