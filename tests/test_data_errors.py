@@ -174,7 +174,8 @@ def test_cli_exits_2_with_one_paragraph(tmp_path, cli):
 def test_no_traceback_from_the_real_command(tmp_path):
     bad = write(tmp_path, "bad.csv", 'text,label\n"never closed,a\nb,c\n')
     proc = subprocess.run([sys.executable, "-m", "textxfer", "train", str(ROOT / "recipes" / "tickets_minilm.yaml"),
-                           f"data.train={bad}"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                           f"data.train={bad}", f"output_dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)  # its own output_dir: the checkout may hold the demo's run
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "bad.csv" in proc.stderr and "line 2" in proc.stderr
 
