@@ -100,12 +100,23 @@ def _predict(args) -> int:
     from ..inference import load_classifier
     from ..data.tables_out import check_output_path
 
-    check_readable(args.input, "input")  # the paths first: loading a model takes seconds
+    from ..evaluation.abstention import check_coverage, check_min_confidence
+
+    if args.min_confidence is not None and args.coverage is not None:
+        raise TextxferError("Give either --min-confidence (a threshold on the calibrated score) or --coverage (the "
+                            "share of texts to decide, turned into a threshold on validation), not both.")
+    threshold = check_min_confidence(args.min_confidence)  # the arguments and paths first: loading takes seconds
+    coverage = None if args.coverage is None else check_coverage(args.coverage)
+    check_readable(args.input, "input")
     check_output_path(args.output, [args.input])
     classifier = load_classifier(args.run_dir)
+    if coverage is not None:
+        threshold, kept, accuracy = classifier.threshold_for_coverage(coverage)
+        log.info(f"--coverage {coverage:g}: minimum confidence {threshold:.4f}, which keeps {kept:.1%} "
+                 f"of the run's validation texts at validation accuracy {accuracy:.4f}")
     text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
     n = classifier.predict_file(args.input, args.output, text_column, args.pair_column,
-                                escape_formulas=not args.raw_csv)
+                                escape_formulas=not args.raw_csv, min_confidence=threshold)
     log.info(f"wrote {n} predictions to {args.output}")
     return 0
 
@@ -185,6 +196,12 @@ def _add_predict(sub) -> None:
                          "starting with = + - @ gets a leading ' so spreadsheets do not run it as a formula")
     predict.add_argument("--text-column", help="text column(s) of INPUT, comma-separated, if not the run's")
     predict.add_argument("--pair-column", help="pair text column of INPUT, if the run classifies pairs and it is not the run's")
+    predict.add_argument("--min-confidence", type=str, metavar="P", help="abstain below this calibrated score "
+                         "(0 to 1): such rows get an empty predicted_label, abstained=true and their best guess in "
+                         "suggested_label (default: the run's train.min_confidence, if set)")
+    predict.add_argument("--coverage", type=str, metavar="C", help="decide this share of texts (e.g. 0.9), the most "
+                         "confident ones: the threshold is chosen on the run's validation texts, and its validation "
+                         "accuracy is reported")
     predict.set_defaults(func=_predict)
 
 

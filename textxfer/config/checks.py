@@ -39,9 +39,15 @@ def check(recipe: Recipe, where: str) -> None:
 
 def _check_data(recipe: Recipe, where: str) -> None:
     d, t = recipe.data, recipe.train
-    if not d.train:
+    files = [key for key in ("train", "validation", "test") if getattr(d, key)]
+    if d.dataset and files:
+        raise TextxferError(f"{where} sets `data.dataset` and {', '.join(f'`data.{k}`' for k in files)}: the splits come "
+                            f"from one or the other. Name the dataset's splits with `data.dataset_train_split`, "
+                            f"`data.dataset_validation_split` and `data.dataset_test_split`, or remove `data.dataset`.")
+    if not d.train and not d.dataset:
         raise TextxferError(f"{where} has no training file: set `data.train` to a CSV, TSV, JSONL or parquet file "
-                            f"(in the recipe, or on the command line as `data.train=path/to/train.csv`).")
+                            f"(in the recipe, or on the command line as `data.train=path/to/train.csv`), or "
+                            f"`data.dataset` to a Hub dataset id or a local dataset folder.")
     if isinstance(d.text_column, list) and not d.text_column:
         raise TextxferError(f"`data.text_column` in {where} is an empty list; name at least one column.")
     if d.long_text == "chunks" and not d.stride < d.max_length // 2:
@@ -53,6 +59,10 @@ def _check_data(recipe: Recipe, where: str) -> None:
         if value is not None and d.multi_label:
             raise TextxferError(f"`{key}` in {where} applies to binary tasks; multi-label runs tune one threshold "
                                 f"per label instead (train.tune_thresholds).")
+    if t.min_confidence is not None and d.multi_label:
+        raise TextxferError(f"`train.min_confidence` in {where} applies to single-label runs: a multi-label run decides "
+                            f"each label by its own threshold (train.tune_thresholds), so there is no single score to "
+                            f"abstain on. Remove the key.")
     if t.target_precision is not None and t.target_recall is not None:
         raise TextxferError(f"{where} sets both `train.target_precision` and `train.target_recall`; a single threshold "
                             f"can aim at one of them. Keep one.")

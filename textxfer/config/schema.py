@@ -12,6 +12,10 @@ from typing import Any, Optional, Union
 
 from ..methods import method_names
 
+# The trackers `accelerate.Accelerator(log_with=...)` knows (accelerate.utils.LoggerType, less `all`);
+# written out so reading a recipe does not import accelerate (and torch). A test keeps them in step.
+TRACKERS = ("tensorboard", "mlflow", "wandb", "aim", "trackio", "comet_ml", "clearml", "dvclive", "swanlab")
+
 
 def _f(default: Any, help: str, choices: tuple | None = None, at_least=None, above=None, below=None,
        at_most=None):
@@ -31,9 +35,18 @@ def _f(default: Any, help: str, choices: tuple | None = None, at_least=None, abo
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: Optional[str] = _f(None, "training file: .csv, .tsv, .jsonl/.json or .parquet (required)")
+    train: Optional[str] = _f(None, "training file: .csv, .tsv, .jsonl/.json or .parquet (required, unless data.dataset)")
     validation: Optional[str] = _f(None, "validation file; without it, a stratified split of `train`")
     test: Optional[str] = _f(None, "test file, evaluated once with the best weights")
+    dataset: Optional[str] = _f(None, "instead of train/validation/test files: a Hub dataset id (OWNER/NAME), a "
+                                "`save_to_disk` folder, or a folder of data files (parquet, csv, jsonl)")
+    dataset_config: Optional[str] = _f(None, "data.dataset: the configuration (subset) to load, where it has several")
+    dataset_revision: Optional[str] = _f(None, "data.dataset on the Hub: branch, tag or commit (default: main)")
+    dataset_train_split: str = _f("train", "data.dataset: the split to train on")
+    dataset_validation_split: Optional[str] = _f("validation", "data.dataset: the validation split, used where the "
+                                                 "dataset has it (else, or null: a data.validation_split share of train)")
+    dataset_test_split: Optional[str] = _f("test", "data.dataset: the test split, used where the dataset has it "
+                                           "(null: no test)")
     text_column: Union[str, list] = _f("text", "text column, or a list of columns joined into one text")
     label_column: str = _f("label", "label column (strings or integers)")
     max_length: int = _f(128, "truncate texts beyond this many tokens", at_least=1)
@@ -53,6 +66,8 @@ class DataConfig:
                                   "for `textxfer adapt`, and for self-training (train.self_training_rounds)")
     positive_label: Optional[str] = _f(None, "binary tasks: the class of interest for precision-recall reports and "
                                        "target thresholds (default: the rarer class in train)")
+    leakage: str = _f("warn", "validation/test rows whose text (normalised) is also in train: warn with the counts, "
+                      "refuse to train, or drop the train copies", ("warn", "error", "drop_from_train"))
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,18 @@ class TrainConfig:
                                            "on validation with the most recall", above=0, below=1)
     target_recall: Optional[float] = _f(None, "binary: pick the decision threshold that reaches this recall "
                                         "on validation with the most precision", above=0, below=1)
+    report_to: list = _f([], "experiment trackers, through Accelerate: tensorboard, mlflow, wandb, ... (empty: none; "
+                         "offline by default, see textxfer.training.tracking)", TRACKERS)
+    extra_metrics: list = _f([], "`evaluate` metrics (a Hub metric name or a local metric folder/script) computed on "
+                             "the validation and test predictions besides the built-in ones (needs the `metrics` extra)")
+    calibration: str = _f("temperature", "fit a temperature on the validation logits after training so scores mean "
+                          "what they say (multi-label: per label, temperature or Platt scaling, the better on "
+                          "held-out validation rows; never changes the most probable class), or keep raw scores",
+                          ("temperature", "none"))
+    min_confidence: Optional[float] = _f(None, "single-label: the run's default abstention threshold; a text whose "
+                                         "calibrated top score is below it gets no predicted_label (its best guess "
+                                         "stays in suggested_label); `predict --min-confidence` overrides it",
+                                         at_least=0, at_most=1)
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,10 @@ def decide(probs: np.ndarray, multi_label: bool, thresholds: list[float] | None 
     if threshold is not None and positive_index is not None and probs.shape[1] == 2:
         return np.where(probs[:, positive_index] >= threshold, positive_index, 1 - positive_index)
     return probs.argmax(1)
+
+
+def decide_by_rule(probs: np.ndarray, multi_label: bool, decision: dict, labels: list[str]) -> np.ndarray:
+    """`decide` with a run's saved decision rule (its per-label thresholds, or its binary threshold)."""
+    thresholds, positive = decision.get("thresholds"), decision.get("positive_label")
+    return decide(probs, multi_label, thresholds=[thresholds[l] for l in labels] if thresholds else None,
+                  positive_index=labels.index(positive) if positive else None, threshold=decision.get("threshold"))

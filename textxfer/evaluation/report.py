@@ -192,3 +192,47 @@ def plot_budget_curves(series: dict[str, list[tuple[float, float, float]]], n_cl
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+@plain_text
+def plot_reliability(before: list[dict], after: list[dict] | None, path: str | Path, title: str) -> None:
+    """Reliability diagram: per confidence bin, the share that came true against the mean confidence
+    (the diagonal is perfect calibration), before and after calibration, with the bin counts below."""
+    fig, (ax, counts_ax) = plt.subplots(2, 1, figsize=(5.6, 6.4), height_ratios=[3, 1], sharex=True,
+                                        layout="constrained")
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    width = 1 / len(before)
+    centers = np.array([(row["low"] + row["high"]) / 2 for row in before])
+    series = [("raw softmax", before, "#d62728")] + ([("calibrated", after, "#1f77b4")] if after else [])
+    for name, table, color in series:
+        used = [row for row in table if row["count"]]
+        ax.plot([r["confidence"] for r in used], [r["accuracy"] for r in used], marker="o", markersize=4,
+                color=color, label=name)
+    for k, (name, table, color) in enumerate(series):
+        offset = (k - (len(series) - 1) / 2) * width / len(series)
+        counts_ax.bar(centers + offset, [row["count"] for row in table], width=width / len(series), color=color,
+                      alpha=0.8, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy (share right)", title=title)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    counts_ax.set(xlabel="confidence (bin of the top score)", ylabel="texts per bin")
+    counts_ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+@plain_text
+def plot_risk_coverage(curves: dict[str, dict], path: str | Path, title: str) -> None:
+    """Accuracy of the most confident share of texts against that share (coverage), one line per
+    split or model; the standard coverages marked."""
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    for name, view in curves.items():
+        ax.plot(view["curve"]["coverage"], view["curve"]["accuracy"], label=name, linewidth=1.6)
+        marks = view["accuracy_at_coverage"]
+        ax.scatter([float(c) for c in marks], [m["accuracy"] for m in marks.values()], s=14)
+    ax.set(xlabel="coverage (share of texts decided, most confident first)", ylabel="accuracy on the decided texts",
+           xlim=(0, 1.01), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

@@ -20,11 +20,15 @@ from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
 from ..data.splits import read_texts
 from ..data.tables_out import added_names, check_output_path, note_renamed, output_format, write_table
 from ..errors import TextxferError
-from ..evaluation.decisions import aggregate, decide, probabilities
+from ..evaluation.abstention import (accuracy_at_threshold, check_coverage, check_min_confidence, decided_confidence,
+                                     threshold_for_coverage)
+from ..evaluation.calibration import calibrate
+from ..evaluation.decisions import aggregate, decide_by_rule, probabilities
 from ..models.adapters import load_adapter
 from ..models.build import accepts_position_ids
 from ..models.quiet import quiet_loading
 from ..models.pooled import PooledClassifier
+from ..runs.folder import read_validation_scores
 from ..runs.info import RunInfo
 
 
@@ -64,13 +68,15 @@ class Classifier:
     multi-label runs, a target-precision/recall threshold for binary runs that asked for one).
     """
 
-    def __init__(self, model, tokenizer, info: RunInfo):
+    def __init__(self, model, tokenizer, info: RunInfo, run_dir: Path | None = None):
         self.model = model.eval()
+        self.run_dir = run_dir
         self.tokenizer = tokenizer
         self.info = info
         self.labels: list[str] = info.labels
         self.multi_label: bool = info.multi_label
         self.decision: dict = info.decision
+        self.calibration: dict | None = info.calibration
         self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, accepts_position_ids(model))
 
     @classmethod
@@ -92,16 +98,22 @@ class Classifier:
                 model = AutoModelForSequenceClassification.from_pretrained(run_dir, use_safetensors=True)
         if not method.quantized:  # a 4-bit model is placed when loaded and cannot move
             model = model.to(device)
-        return cls(model, tokenizer, info)
+        return cls(model, tokenizer, info, run_dir)
+
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (len(texts), num_labels), columns in `self.labels` order: softmax
+        over classes, or for multi-label runs an independent sigmoid per label, after the run's calibration
+        (the temperature fitted on validation; `textxfer.evaluation.calibration`)."""
+        return probabilities(calibrate(self.predict_logits(texts, pairs, batch_size), self.calibration),
+                             self.multi_label)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
-        """Probabilities, shape (len(texts), num_labels), columns in `self.labels` order: softmax over
-        classes, or for multi-label runs an independent sigmoid per label."""
+    def predict_logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """Uncalibrated logits, one row per text (windows of a long text aggregated by the run's rule)."""
         if isinstance(texts, str):
             texts, pairs = [texts], [pairs] if isinstance(pairs, str) else pairs
         if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return torch.zeros((0, len(self.labels)))
         if self.info.text_pair_column and pairs is None:
             raise TextxferError(f"This run classifies text pairs (`{self.info.text_pair_column}` with each text): "
                                 f"pass `pairs` with one pair text per text.")
@@ -121,46 +133,83 @@ class Classifier:
             logits = out if isinstance(out, torch.Tensor) else out.logits
             chunks.append(logits.float().cpu())
         logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
-        return probabilities(logits, self.multi_label)
+        return logits
+
+    def explain(self, texts: list[str], pairs: list[str] | None = None, label: str | None = None, **options) -> list:
+        """Token attributions for the predicted class of each text (or for `label`), by layer integrated
+        gradients on the input embeddings; see `textxfer.inference.explain` (needs the `explain` extra)."""
+        from .explain import explain
+
+        return explain(self, texts, pairs, label, **options)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         """Class ids (or, multi-label, a multi-hot matrix) from probabilities, by the run's decision rule."""
-        thresholds = self.decision.get("thresholds")
-        positive = self.decision.get("positive_label")
-        return decide(probs, self.multi_label,
-                      thresholds=[thresholds[l] for l in self.labels] if thresholds else None,
-                      positive_index=self.labels.index(positive) if positive else None,
-                      threshold=self.decision.get("threshold"))
+        return decide_by_rule(probs, self.multi_label, self.decision, self.labels)
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None) -> list:
-        """The label of each text, or for multi-label runs the list of its labels."""
-        decided = self.decide(self.predict_proba(texts, pairs))
+    def predict(self, texts: list[str], pairs: list[str] | None = None, min_confidence: float | None = None) -> list:
+        """The label of each text, or for multi-label runs the list of its labels. With `min_confidence`
+        (default: the run's `train.min_confidence`), a text whose calibrated score for its label is
+        below it gets None (abstained)."""
+        probs = self.predict_proba(texts, pairs)
+        decided = self.decide(probs)
         if self.multi_label:
+            self.min_confidence(min_confidence)  # refuses a threshold: multi-label runs cannot abstain
             return [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
-        return [self.labels[i] for i in decided]
+        threshold = self.min_confidence(min_confidence)
+        confidence = decided_confidence(probs, decided)
+        return [None if threshold is not None and c < threshold else self.labels[i]
+                for i, c in zip(decided, confidence)]
+
+    def min_confidence(self, given: float | None = None) -> float | None:
+        """The abstention threshold in effect: `given` (checked to lie in [0, 1]) or the run's default."""
+        if given is not None and self.multi_label:
+            raise TextxferError("A minimum confidence applies to single-label runs: this multi-label run decides "
+                                "each label by its own threshold tuned on validation, so there is no single score "
+                                "to abstain on. Leave out --min-confidence / --coverage.")
+        return check_min_confidence(given) if given is not None else self.decision.get("min_confidence")
+
+    def threshold_for_coverage(self, coverage: float) -> tuple[float, float, float]:
+        """The highest confidence threshold that keeps at least `coverage` of the run's validation texts;
+        with the share it keeps (ties can keep more) and the validation accuracy on those texts."""
+        coverage = check_coverage(coverage)
+        if self.multi_label:
+            self.min_confidence(coverage)
+        if self.run_dir is None:
+            raise TextxferError("This classifier was not loaded from a run folder, so it has no validation scores "
+                                "to choose a coverage on; give a threshold (`min_confidence`) instead.")
+        confidence, correct = read_validation_scores(self.run_dir)
+        threshold = threshold_for_coverage(confidence, coverage)
+        return (threshold, *accuracy_at_threshold(confidence, correct, threshold))
 
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column=None,
-                     pair_column: str | None = None, escape_formulas: bool = True) -> int:
+                     pair_column: str | None = None, escape_formulas: bool = True,
+                     min_confidence: float | None = None) -> int:
         """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with the prediction and
         scores (see `write_predictions`). Returns the number of rows written."""
+        threshold = self.min_confidence(min_confidence)  # a bad threshold fails before any work
         check_output_path(output_path, [input_path])
         texts, pairs, table = read_texts(input_path, text_column or self.info.text_column,
                                          text_pair_column=pair_column or self.info.text_pair_column)
         probs = self.predict_proba(texts, pairs)
-        self.write_predictions(table, probs, output_path, escape_formulas, source=str(input_path))
+        self.write_predictions(table, probs, output_path, escape_formulas, source=str(input_path),
+                               min_confidence=threshold)
         return len(texts)
 
     def write_predictions(self, table, probs: np.ndarray, output_path: str | Path, escape_formulas: bool = True,
-                          source: str = "the input") -> None:
+                          source: str = "the input", min_confidence: float | None = None) -> None:
         """Input columns, unchanged, plus the prediction; the format follows the extension (.csv, .tsv,
         .jsonl, .parquet; see textxfer.tables_out, which also escapes spreadsheet formulas in CSV/TSV).
 
-        Single-label: `predicted_label` and its probability `score`. Multi-label: `predicted_labels`
-        (a list in JSONL and parquet, joined by the run's label separator in CSV/TSV) and `score_<label>`
-        per label. A prediction column whose name the input already uses gets a suffix (`score_1`).
+        Single-label: `predicted_label` and its calibrated probability `score`; with an abstention
+        threshold (`min_confidence`, default the run's), also `abstained` (true/false) and
+        `suggested_label` (the best guess, kept when abstaining; `predicted_label` is then empty).
+        Multi-label: `predicted_labels` (a list in JSONL and parquet, joined by the run's label
+        separator in CSV/TSV) and `score_<label>` per label. A prediction column whose name the input
+        already uses gets a suffix (`score_1`).
         """
         decided = self.decide(probs)
         delimited = output_format(output_path) in ("csv", "tsv")
+        threshold = self.min_confidence(min_confidence)
         if self.multi_label:
             separator = self.info.label_separator
             sets = [[self.labels[j] for j in np.flatnonzero(row)] for row in decided]
@@ -169,7 +218,15 @@ class Classifier:
                       *[_scores(probs[:, j], delimited) for j in range(len(self.labels))]]
         else:
             wanted = ["predicted_label", "score"]
-            values = [[self.labels[k] for k in decided], _scores(probs[np.arange(len(probs)), decided], delimited)]
+            best = [self.labels[k] for k in decided]
+            confidence = decided_confidence(probs, decided)
+            values = [best, _scores(confidence, delimited)]
+            if threshold is not None:
+                abstained = confidence < threshold
+                empty = "" if delimited else None
+                wanted += ["abstained", "suggested_label"]
+                values = [[empty if a else b for a, b in zip(abstained, best)], values[1],
+                          [("true" if a else "false") if delimited else bool(a) for a in abstained], best]
         names = added_names(wanted, table.column_names)
         note_renamed(wanted, names, source)
         columns = table.to_dict() if len(table.column_names) else {}

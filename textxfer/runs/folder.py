@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Recipe, save_recipe
-from ..evaluation.report import plot_confusion_matrix, plot_label_scores, plot_learning_curves, plot_precision_recall
+import json
+
+import numpy as np
+
+from ..errors import TextxferError
+from ..evaluation.report import (plot_confusion_matrix, plot_label_scores, plot_learning_curves, plot_precision_recall,
+                                 plot_reliability, plot_risk_coverage)
+from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..log import get_logger
 from ..methods import get_method
@@ -21,6 +28,9 @@ from ..models.quiet import quiet_loading
 from .info import RunInfo
 
 log = get_logger()
+# Each validation text's calibrated top score and whether it was right: `predict --coverage` picks its
+# threshold on these, never on test.
+VALIDATION_SCORES = "validation_scores.json"
 
 
 def run_output(recipe: Recipe) -> OutputFolder:
@@ -63,6 +73,48 @@ def draw_plots(staging: Path, run_metrics: dict, labels: list[str], multi_label:
         draw_safely(staging / "precision_recall.png", lambda path: plot_precision_recall(report["precision_recall"], path))
     if run_metrics.get("history"):
         draw_safely(staging / "learning_curves.png", lambda path: plot_learning_curves(run_metrics["history"], path))
+    draw_trust_plots(staging, run_metrics)
+
+
+def draw_trust_plots(staging: Path, run_metrics: dict) -> None:
+    """`calibration.png` (the test reliability diagram, before and after calibration) and
+    `risk_coverage.png` (accuracy against coverage on validation and test), when the metrics have them."""
+    test = run_metrics.get("test") or {}
+    calibration = test.get("calibration")
+    if calibration:
+        after = calibration.get("after")
+        figures = calibration["before"]
+        title = (f"test, {figures['n']} texts: ECE {figures['ece']:.3f} raw"
+                 + (f", {after['ece']:.3f} calibrated" if after else ""))
+        draw_safely(staging / "calibration.png", lambda path: plot_reliability(
+            calibration["reliability_before"], calibration.get("reliability_after"), path, title))
+    curves = {name: run_metrics[name]["risk_coverage"] for name in ("validation", "test")
+              if (run_metrics.get(name) or {}).get("risk_coverage", {}).get("n")}
+    if curves:
+        draw_safely(staging / "risk_coverage.png", lambda path: plot_risk_coverage(
+            curves, path, "risk-coverage: deciding only the most confident texts"))
+
+
+def write_validation_scores(staging: Path, confidence: np.ndarray, correct: np.ndarray) -> None:
+    """The validation texts' calibrated top scores and correctness (see VALIDATION_SCORES)."""
+    write_json(staging / VALIDATION_SCORES, {"confidence": [round(float(c), 7) for c in confidence],
+                                             "correct": [bool(c) for c in correct]})
+
+
+def read_validation_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, correct) of a run's validation texts; one clear error for a run without them."""
+    path = Path(run_dir) / VALIDATION_SCORES
+    if not path.is_file():
+        raise TextxferError(f"{run_dir} has no validation scores ({VALIDATION_SCORES}), so a coverage cannot be "
+                            f"turned into a threshold: the run was made by an older textxfer, or is multi-label "
+                            f"or an export. Give a threshold instead (`--min-confidence 0.8`), or train the run "
+                            f"again to choose by coverage.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return np.asarray(data["confidence"], dtype=np.float64), np.asarray(data["correct"], dtype=bool)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TextxferError(f"{path} is damaged ({type(exc).__name__}: {exc}); train the run again, or give a "
+                            f"threshold with `--min-confidence` instead of a coverage.") from None
 
 
 def draw_safely(path: Path, draw) -> bool:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 
-from ..evaluation.decisions import probabilities, threshold_for_target, tune_label_thresholds
+import numpy as np
+
+from ..evaluation.abstention import decided_confidence, risk_coverage
+from ..evaluation.calibration import (calibrate, calibration_metrics, fit_calibration, per_label_calibration,
+                                      reliability_table)
+from ..evaluation.decisions import decide_by_rule, probabilities, threshold_for_target, tune_label_thresholds
 from ..evaluation.metrics import full_report
 from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..inference.classifier import Classifier
 from ..log import get_logger, note
-from ..runs.folder import draw_plots, model_bytes, save_model
+from ..runs.folder import draw_plots, model_bytes, save_model, write_validation_scores
 from ..runs.info import RunInfo
 from .context import Run
 from .results import FitResult
@@ -18,19 +23,38 @@ from .results import FitResult
 log = get_logger()
 
 
-def decision_rule(run: Run, result: FitResult) -> dict:
-    """How probabilities become labels, chosen on validation: per-label thresholds (multi-label) or,
-    for a binary task with a precision/recall target, a threshold on the positive class."""
+def fit_run_calibration(run: Run, result: FitResult) -> dict | None:
+    """The calibration of the kept model's scores, fitted on its validation logits (None when the recipe
+    says `train.calibration: none`)."""
+    if run.recipe.train.calibration == "none":
+        return None
+    multi = run.splits.multi_label
+    logits, labels = result.best_validation_logits, result.best_validation_labels
+    calibration = fit_calibration(logits, labels, multi)
+    before = calibration_metrics(probabilities(logits, multi), labels.numpy(), multi)
+    after = calibration_metrics(probabilities(calibrate(logits, calibration), multi), labels.numpy(), multi)
+    fitted = (f"temperature {calibration['temperature']:.3f}" if "temperature" in calibration else
+              f"{calibration['method']} per label")
+    log.info(f"calibration: {fitted} fitted on {before['n']} validation texts (validation ECE {before['ece']:.4f} "
+             f"-> {after['ece']:.4f}, NLL {before['nll']:.4f} -> {after['nll']:.4f})")
+    return calibration
+
+
+def decision_rule(run: Run, result: FitResult, calibration: dict | None = None) -> dict:
+    """How (calibrated) probabilities become labels, chosen on validation: per-label thresholds
+    (multi-label) or, for a binary task with a precision/recall target, a threshold on the positive
+    class; and the recipe's default abstention threshold (`train.min_confidence`)."""
     t, splits = run.recipe.train, run.splits
     labels = splits.labels.labels
-    probs = probabilities(result.best_validation_logits, splits.multi_label)
+    probs = probabilities(calibrate(result.best_validation_logits, calibration), splits.multi_label)
     targets = result.best_validation_labels.numpy()
     if splits.multi_label:
         thresholds = tune_label_thresholds(probs, targets) if t.tune_thresholds else [0.5] * len(labels)
         return {"thresholds": dict(zip(labels, thresholds))}
+    abstain = {} if t.min_confidence is None else {"min_confidence": t.min_confidence}
     if splits.positive_label is None:
-        return {}
-    rule = {"positive_label": splits.positive_label}
+        return abstain
+    rule = {"positive_label": splits.positive_label, **abstain}
     if t.target_precision is None and t.target_recall is None:
         return rule
     positive = labels.index(splits.positive_label)
@@ -52,12 +76,33 @@ def best_validation(result: FitResult, multi_label: bool) -> dict:
     return {**{k: best[f"validation_{k}"] for k in (*keys, "loss", "n")}, "epoch": result.best_epoch}
 
 
-def run_metrics(run: Run, result: FitResult, decision: dict, parameters: tuple[int, int], setup_seconds: float) -> dict:
-    """metrics.json without the test part: validation, decision, training figures and history."""
+def validation_trust(run: Run, result: FitResult, decision: dict, calibration: dict | None) -> dict:
+    """Calibration figures on validation and, single-label, its risk-coverage view, with the scores
+    `predict --coverage` chooses thresholds on."""
+    multi = run.splits.multi_label
+    logits, labels = result.best_validation_logits, result.best_validation_labels.numpy()
+    raw = probabilities(logits, multi)
+    probs = probabilities(calibrate(logits, calibration), multi)
+    view = {"calibration": {"method": (calibration or {}).get("method", "none"),
+                            "before": calibration_metrics(raw, labels, multi),
+                            **({"after": calibration_metrics(probs, labels, multi)} if calibration else {})}}
+    if not multi:
+        decided = decide_by_rule(probs, multi, decision, run.splits.labels.labels)
+        view["confidence"] = decided_confidence(probs, decided)
+        view["correct"] = decided == labels
+        view["risk_coverage"] = risk_coverage(view["confidence"], view["correct"])
+    return view
+
+
+def run_metrics(run: Run, result: FitResult, decision: dict, parameters: tuple[int, int], setup_seconds: float,
+                trust: dict | None = None) -> dict:
+    """metrics.json without the test part: validation (with its calibration and risk-coverage figures
+    from `validation_trust`), decision, training figures and history."""
     accelerator, t = run.accelerator, run.recipe.train
     trainable, total = parameters
+    trust = {k: v for k, v in (trust or {}).items() if k in ("calibration", "risk_coverage")}
     return {
-        "validation": best_validation(result, run.multi_label),
+        "validation": {**best_validation(result, run.multi_label), **trust},
         "decision": decision,
         "train": {
             "samples_per_second": result.samples / max(result.seconds, 1e-9),
@@ -76,29 +121,82 @@ def run_metrics(run: Run, result: FitResult, decision: dict, parameters: tuple[i
     }
 
 
-def write_run(run: Run, output: OutputFolder, metrics: dict, decision: dict, state_dict: dict | None = None) -> dict:
-    """The run folder, published when complete: model, run info, recipe, test predictions and report,
-    metrics and plots. Returns the metrics with the test part."""
+def write_run(run: Run, output: OutputFolder, metrics: dict, decision: dict, state_dict: dict | None = None,
+              calibration: dict | None = None, trust: dict | None = None) -> dict:
+    """The run folder, published when complete: model, run info (with the calibration), recipe, test
+    predictions and report, metrics and plots, and the validation scores `predict --coverage` uses.
+    Returns the metrics with the test part."""
     model = run.accelerator.unwrap_model(run.model)
-    info = RunInfo.for_run(run.recipe, run.splits.labels.labels, run.multi_label, decision)
+    info = RunInfo.for_run(run.recipe, run.splits.labels.labels, run.multi_label, decision).replace(
+        calibration=calibration)
     with output.staging(model_bytes(model)) as staging:
         save_model(staging, run.recipe, info, model, run.tokenizer, state_dict)
+        if trust and "confidence" in trust:
+            write_validation_scores(staging, trust["confidence"], trust["correct"])
         if run.splits.test is not None:
-            metrics = {**metrics, "test": _score_test(run, Classifier.load(staging, info=info), staging)}
+            metrics = {**metrics, "test": _score_test(run, Classifier.load(staging, info=info), staging,
+                                                      metrics["validation"].get("risk_coverage"))}
         write_json(staging / "metrics.json", metrics)
+        if run.splits.audit is not None:  # the exact data checks of setup (data.audit_checks)
+            write_json(staging / "audit.json", run.splits.audit)
         draw_plots(staging, metrics, run.splits.labels.labels, run.multi_label, decision)
     return metrics
 
 
-def _score_test(run: Run, classifier: Classifier, staging) -> dict:
-    """Test predictions (`predictions_test.csv`) and the test report, from the saved model reloaded."""
+def _score_test(run: Run, classifier: Classifier, staging, validation_view: dict | None) -> dict:
+    """Test predictions (`predictions_test.csv`) and the test report, from the saved model reloaded:
+    the metrics, calibration before and after, and the risk-coverage view."""
     splits = run.splits
     pairs = list(splits.test["text_pair"]) if "text_pair" in splits.test.column_names else None
     started = time.perf_counter()
-    probs = classifier.predict_proba(list(splits.test["text"]), pairs)
+    logits = classifier.predict_logits(list(splits.test["text"]), pairs)
+    probs = probabilities(calibrate(logits, classifier.calibration), classifier.multi_label)
     seconds = time.perf_counter() - started
     classifier.write_predictions(splits.raw_test, probs, staging / "predictions_test.csv")
-    report = full_report(list(splits.test["label"]), classifier.decide(probs), splits.labels.labels,
-                         splits.multi_label, probs, splits.positive_label)
+    decided = classifier.decide(probs)
+    truth = list(splits.test["label"])
+    report = full_report(truth, decided, splits.labels.labels, splits.multi_label, probs, splits.positive_label)
+    report["calibration"] = test_calibration(probabilities(logits, classifier.multi_label), probs, np.asarray(truth),
+                                             classifier)
+    if not splits.multi_label:
+        confidence, correct = decided_confidence(probs, decided), decided == np.asarray(truth)
+        report["risk_coverage"] = risk_coverage(confidence, correct)
+        if validation_view and validation_view.get("n"):
+            report["risk_coverage"]["at_validation_thresholds"] = _at_thresholds(validation_view, confidence, correct)
     report["texts_per_second"] = len(probs) / max(seconds, 1e-9)
     return report
+
+
+def test_calibration(raw: np.ndarray, calibrated: np.ndarray, truth: np.ndarray, classifier: Classifier) -> dict:
+    """ECE, Brier and NLL of the raw and the calibrated test probabilities, the reliability tables
+    behind `calibration.png`, and for multi-label runs the same per label."""
+    multi = classifier.multi_label
+    calibration = classifier.calibration
+    view = {"method": (calibration or {}).get("method", "none"), "before": calibration_metrics(raw, truth, multi)}
+    if calibration:
+        view["after"] = calibration_metrics(calibrated, truth, multi)
+        if "temperature" in calibration:
+            view["temperature"] = calibration["temperature"]
+    if multi:
+        flat_truth = truth.ravel()
+        view["reliability_before"] = reliability_table(raw.ravel(), flat_truth)
+        if calibration:
+            view["reliability_after"] = reliability_table(calibrated.ravel(), flat_truth)
+        view["per_label"] = {"before": per_label_calibration(raw, truth, classifier.labels),
+                             **({"after": per_label_calibration(calibrated, truth, classifier.labels)}
+                                if calibration else {})}
+    else:
+        for name, probs in (("before", raw), ("after", calibrated if calibration else None)):
+            if probs is not None:
+                view[f"reliability_{name}"] = reliability_table(probs.max(1), probs.argmax(1) == truth)
+    return view
+
+
+def _at_thresholds(validation_view: dict, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """What the thresholds chosen on validation for each coverage give on test: coverage and accuracy."""
+    out = {}
+    for coverage, chosen in validation_view["accuracy_at_coverage"].items():
+        kept = confidence >= chosen["threshold"]
+        out[coverage] = {"threshold": chosen["threshold"], "test_coverage": float(kept.mean()),
+                         "test_accuracy": float(correct[kept].mean()) if kept.any() else None}
+    return out

@@ -18,6 +18,7 @@ from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set
 
 from ..config import Recipe, head_solver
 from ..config.resolve import with_max_length
+from ..data.audit_checks import guard_leakage
 from ..data.batching import PadCollator, TokenizedDataset, tokenize
 from ..data.splits import Splits, load_splits
 from ..errors import TextxferError
@@ -29,9 +30,9 @@ from ..models.build import accepts_position_ids, build_model, count_parameters
 from ..models.loading import build_tokenizer
 from ..models.strategies import freeze_bottom
 from ..runs.folder import model_bytes, run_output
-from . import resume
+from . import resume, tracking
 from .context import Run
-from .finalize import decision_rule, run_metrics, write_run
+from .finalize import decision_rule, fit_run_calibration, run_metrics, validation_trust, write_run
 from .heads import HEAD_L2_GRID
 from .losses import make_loss
 from .noisy_student import student_noise
@@ -59,7 +60,8 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     # Gradual unfreezing changes which parameters get gradients from epoch to epoch: DDP must expect that.
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if recipe.train.gradual_unfreezing else []
     return Accelerator(mixed_precision=precision, cpu=not _has_accelerator(), kwargs_handlers=handlers,
-                       gradient_accumulation_steps=recipe.train.gradient_accumulation_steps)
+                       gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
+                       **tracking.accelerator_options(recipe))  # train.report_to
 
 
 def _has_accelerator() -> bool:
@@ -85,7 +87,8 @@ def train(recipe: Recipe) -> dict:
         return _train(recipe, accelerator, output, started)
     with output:
         resume.check_root(recipe.output_dir)
-        return _train(recipe, accelerator, output, started)
+        with tracking.tracked(accelerator, recipe):
+            return _train(recipe, accelerator, output, started)
 
 
 def _train(recipe: Recipe, accelerator: Accelerator, output, started: float) -> dict:
@@ -95,12 +98,14 @@ def _train(recipe: Recipe, accelerator: Accelerator, output, started: float) -> 
     _say_what_runs(run, parameters)
     result = PLANS[run.method.fit](run)
     accelerator.wait_for_everyone()
-    decision = decision_rule(run, result)
-    metrics_ = run_metrics(run, result, decision, parameters, setup_seconds)
+    calibration = fit_run_calibration(run, result)
+    decision = decision_rule(run, result, calibration)
+    trust = validation_trust(run, result, decision, calibration)
+    metrics_ = run_metrics(run, result, decision, parameters, setup_seconds, trust)
     # Under FSDP the weights are sharded across processes: gather them (a collective) before saving.
     state_dict = accelerator.get_state_dict(run.model) if accelerator.distributed_type == DistributedType.FSDP else None
     if accelerator.is_main_process:
-        metrics_ = write_run(run, output, metrics_, decision, state_dict)
+        metrics_ = write_run(run, output, metrics_, decision, state_dict, calibration, trust)
         resume.remove_all(recipe.output_dir)  # the run folder is complete: nothing left to resume
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -111,6 +116,7 @@ def _setup(recipe: Recipe, accelerator: Accelerator) -> Run:
     """Data, tokenizer, model and tokenized splits; the recipe resolved for the model's length limit."""
     method = get_method(recipe.model.method)
     splits = load_splits(recipe.data, recipe.train.seed)  # every process reads: it is cheap and needs no sync
+    splits = guard_leakage(splits, recipe.data, recipe.output_dir)  # data.leakage: warn, error or drop_from_train
     for message in splits.notes:
         note(log, message)
     tokenizer = build_tokenizer(recipe.model)

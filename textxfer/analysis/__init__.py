@@ -1,0 +1,1 @@
+"""Analyses of data and runs beyond training: audits, label errors, domain shift."""
