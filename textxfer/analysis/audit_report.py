@@ -127,10 +127,12 @@ def markdown(audit: Audit) -> str:
 
 def _lengths(lengths: dict) -> list[str]:
     lines = ["", "## Lengths", "", f"`data.max_length` {lengths['max_length']} tokens. {lengths['effect']}.", "",
-             "| split | median tokens | 95th percentile | longest | over max_length |", "|---|---:|---:|---:|---:|"]
+             "| split | median tokens | 95th percentile | longest | over max_length | "
+             + ("windows scored |" if lengths["long_text"] == "chunks" else "tokens cut |"), "|---|---:|---:|---:|---:|---:|"]
     for split, s in lengths["splits"].items():
+        extra = f"{s['windows']:,}" if "windows" in s else f"{s['share_of_tokens_cut']:.1%}"
         lines.append(f"| {split} | {s['median_tokens']:.0f} | {s['p95_tokens']:.0f} | {s['max_tokens']:,} | "
-                     f"{s['over_max_length']:,} ({s['share_over']:.1%}) |")
+                     f"{s['over_max_length']:,} ({s['share_over']:.1%}) | {extra} |")
     return lines + ["", "The long rows are in `long_texts.csv`, longest first."]
 
 

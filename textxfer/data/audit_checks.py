@@ -102,12 +102,12 @@ def leak_name(searched: str, held_out: str) -> str:
 def find_exact(splits: Splits) -> ExactFindings:
     """Run the exact checks on the splits."""
     rows = split_rows(splits)
-    keys = {split: [r.key for r in split_rows_] for split, split_rows_ in rows.items()}
+    keys = {split: [r.key for r in members] for split, members in rows.items()}
     found = ExactFindings(rows)
     by_key: dict[str, dict[str, list[Row]]] = {}
-    for split, split_rows_ in rows.items():
+    for split, members in rows.items():
         groups: dict[str, list[Row]] = defaultdict(list)
-        for row, key in zip(split_rows_, keys[split]):
+        for row, key in zip(members, keys[split]):
             groups[key].append(row)
         by_key[split] = groups
         found.duplicates[split] = [g for g in groups.values() if len(g) > 1]
@@ -121,8 +121,8 @@ def find_exact(splits: Splits) -> ExactFindings:
         for key, group in by_key[split].items():
             everywhere[key] += group
     found.conflicts = [g for g in everywhere.values() if len({r.labels for r in g}) > 1]
-    for split, split_rows_ in rows.items():
-        for row, key in zip(split_rows_, keys[split]):
+    for split, members in rows.items():
+        for row, key in zip(members, keys[split]):
             words = len(key.split())
             if words == 0:
                 found.empty.append(row)
@@ -139,7 +139,7 @@ def label_counts(rows: list[Row]) -> dict[str, int]:
 def summary(found: ExactFindings, labels: list[str]) -> dict:
     """The counts of every finding, JSON-ready."""
     rows = found.rows
-    counts = {split: label_counts(split_rows_) for split, split_rows_ in rows.items()}
+    counts = {split: label_counts(members) for split, members in rows.items()}
     train_counts = {label: counts["train"].get(label, 0) for label in labels}
     largest, smallest = max(train_counts, key=train_counts.get), min(train_counts, key=train_counts.get)
     return {
@@ -238,12 +238,14 @@ def card_section(run_dir: str | Path) -> str | None:
     action = {"drop_from_train": f"dropped from train: {report.get('dropped_from_train', 0)} row(s)",
               "error": "refused"}.get(report.get("leakage_action"), "kept")
     labels = report.get("labels", {})
+    ratio = labels.get("imbalance_ratio", 1.0)
+    balance = (f"{ratio:.1f} (`{labels.get('largest')}` / `{labels.get('smallest')}`, the largest and the smallest "
+               f"class)" if ratio > 1 else "none (every class has as many rows)")
     return "\n".join([
         "### Data checks", "",
-        f"textxfer compared the texts of the splits at training time ({NORMALISATION}):",
+        f"textxfer compared the texts of the splits at training time ({NORMALISATION}):", "",
         f"- repeated texts within train: {report.get('duplicates', {}).get('train', {}).get('extra_rows', 0)}",
         f"- texts shared between splits: " + (f"{'; '.join(leaks)} ({action})" if leaks else "none"),
         f"- texts with conflicting labels: {report.get('conflicts', {}).get('groups', 0)}",
-        f"- train imbalance: {labels.get('imbalance_ratio', 0):.1f} ({labels.get('largest')} / "
-        f"{labels.get('smallest')}, the largest and the smallest class)",
+        f"- train imbalance: {balance}",
     ])
