@@ -36,12 +36,16 @@ def test_full_run_exports_with_config_tokenizer_labels_and_a_passed_check(export
                                                      "tokenizer_config.json"]
     check = json.loads((out / "onnx_check.json").read_text())
     assert check["passed"] and check["texts"] == 400 and check["mismatches"] == 0 and check["max_abs_diff"] < 1e-4
+    assert check["max_abs_prob_diff"] < 1e-5  # the calibrated probabilities, computed in the graph
     labels = json.loads((run / "textxfer.json").read_text())["labels"]
     config = json.loads((out / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(len(labels))] == labels
     session = _session(out)
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert [o.name for o in session.get_outputs()] == ["logits"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+    calibration = json.loads((out / "textxfer.json").read_text())["calibration"]
+    assert calibration == json.loads((run / "textxfer.json").read_text())["calibration"]
+    assert calibration["method"] == "temperature" and calibration["temperature"] != 1.0
 
 
 def test_onnx_predictions_equal_textxfer_predictions_for_any_batch_shape(exported_full):
@@ -54,12 +58,16 @@ def test_onnx_predictions_equal_textxfer_predictions_for_any_batch_shape(exporte
     tokenizer = AutoTokenizer.from_pretrained(out)
     session = _session(out)
     clf = load_classifier(run)
+    temperature = json.loads((out / "textxfer.json").read_text())["calibration"]["temperature"]
     for batch in (texts[:1], texts[1:3], texts[:97]):  # batch 1 and other sizes than the traced example
         enc = tokenizer(batch, padding=True, truncation=True, max_length=32, return_tensors="np")
-        logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
-        probs = np.exp(logits - logits.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        assert np.allclose(probs, clf.predict_proba(batch), atol=1e-5)
+        logits, probs = session.run(["logits", "probabilities"],
+                                    {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})
+        assert np.allclose(probs, clf.predict_proba(batch), atol=1e-5)  # calibrated: the temperature is in the graph
+        scaled = logits / temperature
+        expected = np.exp(scaled - scaled.max(-1, keepdims=True))
+        assert np.allclose(probs, expected / expected.sum(-1, keepdims=True), atol=1e-6)
+        assert (logits.argmax(-1) == probs.argmax(-1)).all()  # calibration never changes the label
     enc = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
     logits = session.run(["logits"], {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")})[0]
     assert [clf.labels[i] for i in logits.argmax(-1)] == [r["predicted_label"] for r in

@@ -8,6 +8,13 @@
     textxfer push RUN_DIR --repo-id OWNER/NAME [--private] [--revision main] [--dry-run DIR]
     textxfer export-onnx RUN_DIR OUTPUT_DIR
     textxfer ensemble RUN_DIR RUN_DIR [...] --output DIR [--rule mean_log_prob|mean_prob]
+    textxfer explain RUN_DIR TEXT [TEXT ...] | FILE [--label L] [--html FILE] [--json FILE|-] [--steps 50]
+    textxfer select RUN_DIR POOL -n 200 --strategy margin -o to_label.csv
+    textxfer serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--backend torch|onnx] [--max-batch 64] [--max-wait-ms 5]
+    textxfer tune RECIPE --trials 20 [--space space.yaml] [--storage sqlite:///study.db] [--study-name NAME] [--output DIR]
+
+    textxfer audit RECIPE [key=value ...] [--output DIR] [--label-errors] [--near-duplicate-threshold 0.95]
+    textxfer shift RUN_DIR NEW_FILE [--output DIR]
 
 Each command's modules are imported when it runs, so `textxfer --help`, `--version` and a mistyped
 argument answer at once instead of after loading torch and transformers.
@@ -140,9 +147,16 @@ def _adapt(args) -> int:
 
 
 def _compare(args) -> int:
+    if args.active_learning:
+        from . import active_learning as al
+
+        al.simulate_command(args.recipe, args.overrides, al.parse_strategies(args.strategies), args.seeds,
+                            args.start_per_class, args.batch, args.rounds, al.parse_retrain(args.retrain))
+        return 0
     from .compare import compare, parse_budgets, parse_strategies
 
-    compare(args.recipe, args.overrides, parse_strategies(args.strategies), parse_budgets(args.per_class), args.seeds)
+    compare(args.recipe, args.overrides, parse_strategies(args.strategies or "base,scratch,feature_extraction,full"),
+            parse_budgets(args.per_class), args.seeds)
     return 0
 
 
@@ -159,6 +173,59 @@ def _ensemble(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from .tune import tune
+
+    tune(args.recipe, args.overrides, args.trials, space=args.space, storage=args.storage, study_name=args.study_name,
+         output=args.output, metric=args.metric, keep=args.keep, seed=args.seed)
+    return 0
+
+
+def _explain(args) -> int:
+    from .explain import explain_command
+
+    explain_command(args.run_dir, args.inputs, label=args.label, html=args.html, json_path=args.json,
+                    steps=args.steps, text_column=args.text_column)
+    return 0
+
+
+def _audit(args) -> int:
+    from ..config import load_recipe
+    from .audit import audit
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    audit(recipe, args.output, args.near_duplicate_threshold, not args.no_near_duplicates, args.label_errors,
+          args.folds, overwrite=args.overwrite)
+    return 0
+
+
+def _shift(args) -> int:
+    from .shift import shift
+
+    shift(args.run_dir, args.new_file, args.output, text_column=args.text_column, max_texts=args.max_texts,
+          overwrite=args.overwrite)
+    return 0
+
+
+def _select(args) -> int:
+    from .select import select_to_label
+
+    text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
+    done = select_to_label(args.run_dir, args.pool, args.output, args.n, args.strategy, args.seed, text_column,
+                           args.pair_column, args.labeled or [], escape_formulas=not args.raw_csv)
+    log.info(f"wrote the {done.written} texts to label next ({args.strategy}) to {args.output}; left out of the "
+             f"{done.pool} pool texts: {done.already_labeled} already labeled, {done.repeats} repeats")
+    return 0
+
+
+def _serve(args) -> int:
+    from ..serving.server import serve
+
+    serve(args.run_dir, args.host, args.port, args.backend, args.max_batch, args.max_wait_ms, args.max_texts,
+          args.max_chars, access_log=args.verbose)
+    return 0
+
+
 _OVERWRITE_HELP = ("replace the output folder if it is a finished output of textxfer's holding nothing else (kept "
                    "intact until the new one is complete); other folders are never replaced")
 
@@ -171,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "print while loading models (load reports, progress bars, optional-kernel notes)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_predict, _add_merge, _add_adapt, _add_compare, _add_push, _add_export_onnx,
-                _add_ensemble):
+                _add_ensemble, _add_explain, _add_tune, _add_audit, _add_shift, _add_select, _add_serve):
         add(sub)
     return parser
 
@@ -231,11 +298,22 @@ def _add_compare(sub) -> None:
                                           "the learning curves and the transfer gain over scratch")
     comp.add_argument("recipe", help="recipe YAML file (its data, model and output_dir)")
     comp.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value")
-    comp.add_argument("--strategies", default="base,scratch,feature_extraction,full",
-                      help="comma-separated, from: base (logistic regression on frozen features), "
-                           f"{', '.join(method_names())}, self_training, noisy_student")
+    comp.add_argument("--strategies", help="comma-separated, from: base (logistic regression on frozen features), "
+                      f"{', '.join(method_names())}, self_training, noisy_student (default: base,scratch,"
+                      "feature_extraction,full); with --active-learning, from: random, least_confidence, entropy, "
+                      "margin, margin_kmeans (default: random,margin,margin_kmeans)")
     comp.add_argument("--per-class", default="5,10,50,all", help="training examples per class: integers or all")
     comp.add_argument("--seeds", type=int, default=3, help="subsamples (and training seeds) per budget")
+    comp.add_argument("--active-learning", action="store_true", help="simulate active learning instead: from a "
+                      "seeded labeled start, each round retrains and each strategy picks the next batch from the pool "
+                      "(labels hidden); writes OUTPUT_DIR/active_learning/")
+    comp.add_argument("--start-per-class", type=int, default=2, help="--active-learning: labeled rows per class to "
+                      "start from")
+    comp.add_argument("--batch", type=int, help="--active-learning: rows labeled per round (default: one per class)")
+    comp.add_argument("--rounds", type=int, default=8, help="--active-learning: rounds of labeling")
+    comp.add_argument("--retrain", default="feature_extraction", help="--active-learning: what is retrained each "
+                      "round, comma-separated: feature_extraction (a head on cached features), self_training, or a "
+                      "method (a run per round)")
     comp.set_defaults(func=_compare)
 
 
@@ -276,6 +354,110 @@ def _add_ensemble(sub) -> None:
                     help="how probabilities are averaged (default: the better one on validation)")
     en.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
     en.set_defaults(func=_ensemble)
+
+
+def _add_tune(sub) -> None:
+    tu = sub.add_parser("tune", help="search hyperparameters with Optuna (TPE, median pruning), scored on validation "
+                                     "only; writes best_recipe.yaml (needs the `tune` extra)")
+    tu.add_argument("recipe", help="recipe YAML file (its data, model and settings; the search varies some of them)")
+    tu.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value, applied to every trial")
+    tu.add_argument("--trials", type=int, default=20, help="finished trials (completed or pruned) the study should "
+                                                          "hold; a resumed study adds the rest")
+    tu.add_argument("--space", metavar="FILE", help="YAML search space (default: one per method; the one used is "
+                                                   "written to OUTPUT/space.yaml)")
+    tu.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///OUTPUT/study.db); a database "
+                                                    "URL shared by several machines lets them search together")
+    tu.add_argument("--study-name", help="name of the study in the storage (default: the recipe file's name)")
+    tu.add_argument("--output", metavar="DIR", help="where the trials and reports go (default: OUTPUT_DIR-tune)")
+    tu.add_argument("--metric", help="validation score to maximize: macro_f1 (default), accuracy; multi-label "
+                                     "micro_f1 (default), macro_f1, subset_accuracy; or loss (minimized)")
+    tu.add_argument("--keep", choices=["best", "all", "none"], default="best", help="trial run folders to keep")
+    tu.add_argument("--seed", type=int, help="the sampler's seed (default: the recipe's train.seed); give each "
+                                             "machine of a shared study its own")
+    tu.set_defaults(func=_tune)
+
+
+def _add_explain(sub) -> None:
+    ex = sub.add_parser("explain", help="show which words made a run give a text its label (integrated gradients; "
+                                        "needs the `explain` extra)")
+    ex.add_argument("run_dir", help="a finished run folder (full, lp_ft, scratch, bitfit, feature_extraction, lora, "
+                                    "qlora) or a merged folder")
+    ex.add_argument("inputs", nargs="+", metavar="TEXT_OR_FILE", help="texts to explain, or one CSV/TSV/JSONL/parquet "
+                                                                       "file with the run's text column")
+    ex.add_argument("--label", help="explain this label instead of the predicted one")
+    ex.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with the words shaded")
+    ex.add_argument("--json", metavar="FILE", help="also write the per-token and per-word scores as JSON (`-`: stdout)")
+    ex.add_argument("--steps", type=int, default=50, help="integration steps (more: closer to exact, slower)")
+    ex.add_argument("--text-column", help="text column(s) of FILE, comma-separated, if not the run's")
+    ex.set_defaults(func=_explain)
+
+
+def _add_audit(sub) -> None:
+    au = sub.add_parser("audit", help="check a recipe's data before trusting a score: duplicates, leakage between "
+                                      "splits, conflicting labels, near-duplicates, lengths (and label errors)")
+    au.add_argument("recipe", help="recipe YAML file (its data files, model and data.max_length)")
+    au.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value, e.g. data.test=FILE")
+    au.add_argument("--output", help="where to write audit.md, audit.json and the CSVs (default: OUTPUT_DIR-audit)")
+    au.add_argument("--label-errors", action="store_true", help="also rank rows whose label looks wrong (confident "
+                    "learning on out-of-fold probabilities of a linear head on the frozen embeddings)")
+    au.add_argument("--folds", type=int, default=5, help="--label-errors: folds of the out-of-fold probabilities")
+    au.add_argument("--near-duplicate-threshold", type=float, default=0.95, metavar="COSINE",
+                    help="cosine similarity of the frozen model's mean-pooled embeddings from which two texts of "
+                         "different splits count as near-duplicates")
+    au.add_argument("--no-near-duplicates", action="store_true", help="skip the model-based near-duplicate search "
+                                                                      "(the exact checks need no model)")
+    au.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    au.set_defaults(func=_audit)
+
+
+def _add_shift(sub) -> None:
+    sh = sub.add_parser("shift", help="is new, unlabeled text like the text a run was trained on? (classifier "
+                                      "two-sample AUC, MMD permutation test, change in predicted labels)")
+    sh.add_argument("run_dir", help="a finished run folder (its recipe.yaml names the training data)")
+    sh.add_argument("new_file", help="the new texts: a CSV/TSV/JSONL/parquet file with the run's text column, or a "
+                                     ".txt file with one text per line")
+    sh.add_argument("--output", help="where to write shift.json and shift.png (default: RUN_DIR-shift)")
+    sh.add_argument("--text-column", help="text column of NEW_FILE, if not the run's")
+    sh.add_argument("--max-texts", type=int, default=5000, help="texts per side, drawn at random (seeded) from larger sets")
+    sh.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
+    sh.set_defaults(func=_shift)
+
+
+def _add_select(sub) -> None:
+    se = sub.add_parser("select", help="choose the unlabeled texts to label next (active learning), with the run's "
+                                       "suggested label and score")
+    se.add_argument("run_dir", help="a finished single-label run folder")
+    se.add_argument("pool", help="CSV/TSV/JSONL/parquet file of unlabeled texts (the run's text column)")
+    se.add_argument("-n", type=int, default=200, help="how many texts to pick")
+    se.add_argument("--strategy", default="margin", help="random, least_confidence, entropy, margin (smallest gap "
+                    "between the two top scores first), or margin_kmeans (margin spread over k-means clusters of the "
+                    "embeddings, so one batch is not many copies of one confusion)")
+    se.add_argument("-o", "--output", required=True, help="where to write the picked rows + rank, suggested_label, "
+                    "score (.csv, .tsv, .jsonl or .parquet)")
+    se.add_argument("--labeled", nargs="+", metavar="FILE", help="more labeled files whose texts to leave out (the "
+                    "run's own train/validation/test files always are)")
+    se.add_argument("--seed", type=int, default=0, help="seed of random and of the k-means clustering")
+    se.add_argument("--text-column", help="text column(s) of POOL, comma-separated, if not the run's")
+    se.add_argument("--pair-column", help="pair text column of POOL, if the run classifies pairs and it is not the run's")
+    se.add_argument("--raw-csv", action="store_true", help="write CSV/TSV cells as they are (no formula escaping)")
+    se.set_defaults(func=_select)
+
+
+def _add_serve(sub) -> None:
+    sv = sub.add_parser("serve", help="serve a run (or an ONNX export) over HTTP: POST /predict with dynamic "
+                                      "batching, GET /health, GET /metadata (needs the `serve` extra)")
+    sv.add_argument("run_dir", help="a finished run folder, or a `textxfer export-onnx` folder")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only; 0.0.0.0: "
+                                                        "every interface, with no authentication)")
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on")
+    sv.add_argument("--backend", choices=["torch", "onnx"], help="torch (a run folder) or onnx (an export folder, "
+                                                                  "ONNX Runtime); default: what the folder is")
+    sv.add_argument("--max-batch", type=int, default=64, help="most texts run through the model at once")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="under load, how long to wait for more requests "
+                                                                   "to fill a batch (a lone request never waits)")
+    sv.add_argument("--max-texts", type=int, default=256, help="most texts per request (more: 413)")
+    sv.add_argument("--max-chars", type=int, default=20000, help="most characters per text (more: 413)")
+    sv.set_defaults(func=_serve)
 
 
 def _quiet_libraries(verbose: bool) -> None:

@@ -50,6 +50,7 @@ from ..models.loading import build_tokenizer
 from ..models.quiet import quiet_loading
 from ..models.pooled import HeadConfig, PooledClassifier
 from ..runs.folder import draw_safely
+from ..training import tracking
 from ..training.trainer import train
 
 log = get_logger("compare")
@@ -211,7 +212,8 @@ def _run_cell(pool: _Pool, strategy: str, per_class: int | None, seed: int, key:
                                           f"data.validation={pool.data_dir / 'validation.csv'}", "data.text_column=text",
                                           "data.label_column=label", f"output_dir={pool.root / 'runs' / f'{strategy}-{tag}'}",
                                           "overwrite=true"])  # a cell folder left by an interrupted compare
-    metrics = train(cell)
+    with tracking.group(f"textxfer-compare-{pool.root.name}", f"{strategy}-{tag}"):  # train.report_to: a run per cell
+        metrics = train(cell)
     return {"n_train": len(rows), "test_accuracy": metrics["test"]["accuracy"], "test_macro_f1": metrics["test"]["macro_f1"]}
 
 

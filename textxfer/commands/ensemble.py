@@ -18,18 +18,22 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import load_recipe
 from ..data.splits import load_splits
 from ..errors import TextxferError
+from ..evaluation.abstention import risk_coverage, thresholds_on
+from ..evaluation.calibration import calibration_metrics, fit_temperature, reliability_table
 from ..evaluation.metrics import full_report, selection_metric, summary
 from ..evaluation.report import plot_confusion_matrix
 from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..inference.classifier import Classifier
-from ..inference.ensemble import COMBINE_RULES, MEMBERS_DIR, EnsembleClassifier, combine, in_order
+from ..inference.ensemble import (COMBINE_RULES, MEMBERS_DIR, EnsembleClassifier, calibrate_combined, combine,
+                                  in_order)
 from ..log import get_logger, note
-from ..runs.folder import draw_safely
+from ..runs.folder import draw_safely, draw_trust_plots, write_validation_scores
 from ..runs.info import RunInfo
 
 log = get_logger()
@@ -119,14 +123,32 @@ def build_ensemble(run_dirs: list[str | Path], output_dir: str | Path, rule: str
         for r, scores in candidates.items():
             log.info(f"validation {r}: accuracy {scores['accuracy']:.4f} macro-f1 {scores['macro_f1']:.4f}"
                      f"{'  *chosen' if r == chosen else ''}")
+        combined = combine(probs["validation"], chosen)
+        calibration = {"method": "temperature", "temperature": fit_temperature(_as_logits(combined),
+                                                                               torch.tensor(val_labels))}
+        calibrated = calibrate_combined(combined, calibration)
+        confidence = calibrated.max(1)
+        correct = calibrated.argmax(1) == np.asarray(val_labels)
         metrics = {"combine": chosen, "selected_by": f"validation {select}" if rule is None else "given",
-                   "validation": {**candidates[chosen], "rules": candidates}, "members": members}
+                   "validation": {**candidates[chosen], "rules": candidates,
+                                  "calibration": {"method": "temperature",
+                                                  "before": calibration_metrics(combined, val_labels, False),
+                                                  "after": calibration_metrics(calibrated, val_labels, False)},
+                                  "risk_coverage": risk_coverage(confidence, correct)},
+                   "members": members}
         with target.staging() as staging:
-            info = _copy_members(staging, run_dirs, infos, chosen, splits.labels.labels)
+            info = _copy_members(staging, run_dirs, infos, chosen, splits.labels.labels, calibration)
+            write_validation_scores(staging, confidence, correct)
             if "test" in probs:
-                metrics["test"] = _write_test(staging, info, splits, combine(probs["test"], chosen))
+                metrics["test"] = _write_test(staging, info, splits, combine(probs["test"], chosen),
+                                              metrics["validation"]["risk_coverage"])
             write_json(staging / "metrics.json", metrics)
+            draw_trust_plots(staging, metrics)
         return metrics
+
+
+def _as_logits(probs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0))).float()
 
 
 def _member_probabilities(run_dirs: list[Path], infos: list[RunInfo], splits) -> tuple[dict, list]:
@@ -149,7 +171,8 @@ def _member_probabilities(run_dirs: list[Path], infos: list[RunInfo], splits) ->
     return probs, members
 
 
-def _copy_members(staging: Path, run_dirs: list[Path], infos: list[RunInfo], rule: str, labels: list[str]) -> RunInfo:
+def _copy_members(staging: Path, run_dirs: list[Path], infos: list[RunInfo], rule: str, labels: list[str],
+                  calibration: dict) -> RunInfo:
     """Copy the members into the ensemble folder and write its run info."""
     folders = [_member_folder(k, r) for k, r in enumerate(run_dirs)]
     for run_dir, folder in zip(run_dirs, folders):
@@ -159,16 +182,27 @@ def _copy_members(staging: Path, run_dirs: list[Path], infos: list[RunInfo], rul
                    members=[{"folder": folder, "run": str(r), "method": i.method, "base_model": i.base_model}
                             for folder, r, i in zip(folders, run_dirs, infos)],
                    label_separator=first.label_separator, text_column=first.text_column,
-                   text_pair_column=first.text_pair_column)
+                   text_pair_column=first.text_pair_column, calibration=calibration)
     info.write(staging)
     return info
 
 
-def _write_test(staging: Path, info: RunInfo, splits, combined: np.ndarray) -> dict:
-    """The ensemble's test predictions, report and confusion matrix."""
-    EnsembleClassifier([], info).write_predictions(splits.raw_test, combined, staging / "predictions_test.csv")
+def _write_test(staging: Path, info: RunInfo, splits, combined: np.ndarray, validation_view: dict) -> dict:
+    """The ensemble's test predictions (calibrated, as `predict` gives them), report, calibration
+    before and after, risk-coverage view and confusion matrix."""
+    calibrated = calibrate_combined(combined, info.calibration)
+    EnsembleClassifier([], info).write_predictions(splits.raw_test, calibrated, staging / "predictions_test.csv")
     labels = splits.labels.labels
-    report = full_report(list(splits.test["label"]), combined.argmax(1), labels, False)
+    truth = np.asarray(splits.test["label"])
+    report = full_report(list(truth), calibrated.argmax(1), labels, False)
+    report["calibration"] = {"method": "temperature", "temperature": info.calibration["temperature"],
+                             "before": calibration_metrics(combined, truth, False),
+                             "after": calibration_metrics(calibrated, truth, False),
+                             "reliability_before": reliability_table(combined.max(1), combined.argmax(1) == truth),
+                             "reliability_after": reliability_table(calibrated.max(1), calibrated.argmax(1) == truth)}
+    confidence, correct = calibrated.max(1), calibrated.argmax(1) == truth
+    report["risk_coverage"] = {**risk_coverage(confidence, correct),
+                               "at_validation_thresholds": thresholds_on(validation_view, confidence, correct)}
     draw_safely(staging / "confusion_matrix.png", lambda path: plot_confusion_matrix(
         report["confusion_matrix"], labels, path,
         f"ensemble test: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}"))

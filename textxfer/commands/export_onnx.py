@@ -3,7 +3,8 @@
     textxfer export-onnx runs/tickets out/onnx
 
 The output folder holds `model.onnx` (inputs `input_ids`, `attention_mask` and, for BERT-style models,
-`token_type_ids`, all int64 of shape batch x sequence; output `logits`, batch x labels), the labelled
+`token_type_ids`, all int64 of shape batch x sequence; outputs `logits`, batch x labels, and `probabilities`,
+the run's calibration applied in the graph: the scores `textxfer predict` writes), the labelled
 `config.json` (the label map: `id2label`), the tokenizer files, the run's `textxfer.json` (labels, max
 length, decision thresholds) and `onnx_check.json` with the result of the check.
 
@@ -37,6 +38,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..errors import TextxferError
 from ..data.splits import read_texts
+from ..evaluation.calibration import calibrate
 from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..models.build import accepts_position_ids
@@ -59,6 +61,7 @@ class OnnxCheck:
     argmax_agreement: float
     mismatches: int
     max_abs_diff: float
+    max_abs_prob_diff: float
     pytorch_seconds: float
     onnxruntime_seconds: float
     export_seconds: float
@@ -67,25 +70,30 @@ class OnnxCheck:
 
     @property
     def passed(self) -> bool:
-        return self.mismatches == 0 and self.max_abs_diff <= MAX_ABS_DIFF
+        return self.mismatches == 0 and self.max_abs_diff <= MAX_ABS_DIFF and self.max_abs_prob_diff <= MAX_ABS_DIFF
 
     def summary(self) -> str:
         return (f"ONNX Runtime vs PyTorch on {self.texts} texts ({self.source}): same predicted label for "
                 f"{self.texts - self.mismatches}/{self.texts} ({100 * self.argmax_agreement:.2f}%), max abs logit "
-                f"difference {self.max_abs_diff:.2e}; PyTorch {self.pytorch_seconds:.1f} s, ONNX Runtime "
+                f"difference {self.max_abs_diff:.2e}, max abs calibrated-probability difference {self.max_abs_prob_diff:.2e}; PyTorch {self.pytorch_seconds:.1f} s, ONNX Runtime "
                 f"{self.onnxruntime_seconds:.1f} s, export {self.export_seconds:.1f} s")
 
 
-class _LogitsOnly(nn.Module):
-    """The classifier as a graph from the standard tokenizer outputs to logits.
+class _Scores(nn.Module):
+    """The classifier as a graph from the standard tokenizer outputs to raw `logits` and calibrated
+    `probabilities` (the run's calibration applied in the graph, then softmax, or a sigmoid per label
+    for multi-label runs: what `textxfer predict` reports as scores).
 
     `position_ids`, where the model takes them, are derived from the attention mask inside the graph.
     """
 
-    def __init__(self, model: nn.Module, with_positions: bool):
+    def __init__(self, model: nn.Module, with_positions: bool, calibration: dict | None = None,
+                 multi_label: bool = False):
         super().__init__()
         self.model = model
         self.with_positions = with_positions
+        self.calibration = calibration
+        self.multi_label = multi_label
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -93,7 +101,10 @@ class _LogitsOnly(nn.Module):
             kwargs["token_type_ids"] = token_type_ids
         if self.with_positions:
             kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        return self.model(**kwargs).logits
+        logits = self.model(**kwargs).logits
+        calibrated = calibrate(logits.float(), self.calibration)
+        probs = torch.sigmoid(calibrated) if self.multi_label else torch.softmax(calibrated, dim=-1)
+        return logits, probs
 
 
 @contextmanager
@@ -160,26 +171,36 @@ def _batches(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
 
 
 def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: list[str], pairs: list[str] | None,
-               max_length: int, source: str, export_seconds: float = 0.0, batch_size: int = 64) -> OnnxCheck:
-    """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits."""
+               max_length: int, source: str, export_seconds: float = 0.0, batch_size: int = 64,
+               info: RunInfo | None = None) -> OnnxCheck:
+    """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits, and the
+    graph's calibrated probabilities with textxfer's own (`calibrate` then softmax/sigmoid, as
+    `Classifier.predict_proba` computes them from the PyTorch logits)."""
     import onnxruntime  # optional dependency: the `onnx` extra
 
-    wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
-    torch_logits, ort_logits, order = [], [], []
+    from ..evaluation.decisions import probabilities
+
+    wrapped = _Scores(model, accepts_position_ids(model)).eval()
+    calibration, multi_label = (info.calibration, info.multi_label) if info is not None else (None, False)
+    torch_logits, ort_logits, ort_probs = [], [], []
     torch_seconds = ort_seconds = 0.0
-    for rows, batch in _batches(tokenizer, texts, pairs, max_length, names, batch_size):
-        order += rows
+    for _, batch in _batches(tokenizer, texts, pairs, max_length, names, batch_size):
         started = time.perf_counter()
         with torch.inference_mode():
-            torch_logits.append(wrapped(**{n: torch.from_numpy(v) for n, v in batch.items()}).float().numpy())
+            torch_logits.append(wrapped(**{n: torch.from_numpy(v) for n, v in batch.items()})[0].float().numpy())
         torch_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        ort_logits.append(session.run(["logits"], batch)[0])
+        logits, probs = session.run(["logits", "probabilities"], batch)
         ort_seconds += time.perf_counter() - started
+        ort_logits.append(logits)
+        ort_probs.append(probs)
     a, b = np.concatenate(torch_logits), np.concatenate(ort_logits)
+    expected = probabilities(calibrate(torch.from_numpy(a), calibration), multi_label)
+    prob_diff = float(np.abs(expected - np.concatenate(ort_probs)).max()) if len(texts) else 0.0
     mismatches = int((a.argmax(-1) != b.argmax(-1)).sum())
     return OnnxCheck(texts=len(texts), source=source, argmax_agreement=1 - mismatches / max(len(texts), 1),
                      mismatches=mismatches, max_abs_diff=float(np.abs(a - b).max()) if len(texts) else 0.0,
+                     max_abs_prob_diff=prob_diff,
                      pytorch_seconds=torch_seconds, onnxruntime_seconds=ort_seconds, export_seconds=export_seconds,
                      onnxruntime_version=onnxruntime.__version__, torch_version=torch.__version__)
 
@@ -225,7 +246,7 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
     if check:  # find the texts before the (slow) export: a missing file fails fast
         texts, pairs, source = _check_texts(run_dir, info, check_file)
     names = _input_names(model, tokenizer)
-    wrapped = _LogitsOnly(model, accepts_position_ids(model)).eval()
+    wrapped = _Scores(model, accepts_position_ids(model), info.calibration, info.multi_label).eval()
     firsts = ["an example text to trace the graph", "and another, longer example text to trace it with"]
     seconds = ["a pair text", "the second pair text"] if info.text_pair_column else None
     example = tokenizer(firsts, seconds, padding=True, return_tensors="pt")
@@ -237,7 +258,7 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
         try:
             with _quiet_exporter():
                 torch.onnx.export(wrapped, (), str(staging / ONNX_FILE), kwargs=example, input_names=names,
-                                  output_names=["logits"], dynamo=True, external_data=big, opset_version=opset,
+                                  output_names=["logits", "probabilities"], dynamo=True, external_data=big, opset_version=opset,
                                   dynamic_shapes={n: {0: batch, 1: sequence} for n in names}, verbose=False)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types; one paragraph for the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -248,12 +269,16 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
         model.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         positions = "computed in the graph from attention_mask" if accepts_position_ids(model) else None
-        info.replace(onnx={"file": ONNX_FILE, "inputs": names, "output": "logits", "position_ids": positions}).write(staging)
+        info.replace(onnx={"file": ONNX_FILE, "inputs": names, "output": "logits",
+                           "outputs": {"logits": "raw scores, batch x labels",
+                                       "probabilities": "calibrated probabilities (the run's calibration applied), "
+                                                        "as `textxfer predict` reports them"},
+                           "position_ids": positions}).write(staging)
         result = None
         if check:
             session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
             result = check_onnx(model, session, tokenizer, names, texts, pairs, info.max_length, source,
-                                export_seconds)
+                                export_seconds, info=info)
             write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
             if not result.passed:
                 failed = output_dir.with_name(f"{output_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")

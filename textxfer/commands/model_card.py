@@ -8,6 +8,7 @@ matrix), how to load it with stock transformers / peft, and the textxfer command
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ..config import recipe_from_dict
+from ..data.audit_checks import card_section
 from ..data.splits import load_splits
 from ..errors import TextxferError
+from ..evaluation.extra_metrics import card_results
 from ..methods import get_method
 from ..runs.info import RunInfo
 
@@ -77,7 +80,7 @@ def data_summary(recipe: dict, labels: list[str], metrics: dict) -> tuple[list[S
         out = [Split("train", train_source, len(splits.train), counts(splits.train)),
                Split("validation", validation_source, len(splits.validation), counts(splits.validation))]
         if splits.test is not None:
-            out.append(Split("test", f"`{file_label(data['test'])}`", len(splits.test), counts(splits.test)))
+            out.append(Split("test", f"`{file_label(data.get('test') or 'test')}`", len(splits.test), counts(splits.test)))
         return out, None
     note = (f"The data files were not found when this card was written, so only the test rows recorded with the "
             f"run are counted.")
@@ -110,6 +113,7 @@ def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: RunIn
         file = file_label(data.get(split) or data.get("train") or split)
         common = {"task_type": "text-classification", "task_name": "Text Classification",
                   "dataset_type": Path(file).parent.name or Path(file).stem, "dataset_name": file, "dataset_split": split}
+        common.update(_dataset_fields(info.dataset, split))
         named = [("accuracy", "Accuracy", None, "accuracy"), ("f1", "Macro F1", {"average": "macro"}, "macro_f1"),
                  ("f1", "Micro F1", {"average": "micro"}, "micro_f1"),
                  ("accuracy", "Subset accuracy", {"subset": True}, "subset_accuracy")]
@@ -117,15 +121,48 @@ def _metadata(repo_id: str, base: Base, license: str, adapter: bool, info: RunIn
             if key in scores:
                 results.append(EvalResult(**common, metric_type=metric_type, metric_name=f"{split.title()} {name}",
                                           metric_value=round(float(scores[key]), 4), metric_args=args))
+        results += [EvalResult(**common, metric_type=kind, metric_name=f"{split.title()} {name}", metric_value=value)
+                    for kind, name, value in card_results(scores)]  # train.extra_metrics (`evaluate`)
         break  # the test split when there is one, else validation
     return ModelCardData(
         base_model=base.hub_id, library_name="peft" if adapter else "transformers", pipeline_tag="text-classification",
         license=license, tags=tags, metrics=sorted({r.metric_type for r in results}) or None,
         model_name=repo_id.split("/")[-1], eval_results=results or None,
+        datasets=[info.dataset["dataset"]] if info.dataset and info.dataset.get("kind") == "hub" else None,
     )
 
 
-PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "learning_curves.png")
+def _dataset_fields(dataset: dict | None, split: str) -> dict:
+    """A `data.dataset` run's model-index fields: the dataset id, config, revision and split name it read."""
+    if not dataset:
+        return {}
+    name = (dataset.get("splits") or {}).get(split) or split
+    fields = {"dataset_type": dataset["dataset"], "dataset_name": dataset["dataset"], "dataset_split": name}
+    if dataset.get("kind") != "hub":
+        fields["dataset_type"] = fields["dataset_name"] = Path(dataset["dataset"]).name
+    fields.update({k: v for k, v in (("dataset_config", dataset.get("config")),
+                                     ("dataset_revision", dataset.get("revision"))) if v})
+    return fields
+
+
+def dataset_sources(splits: list, dataset: dict | None, recipe: dict) -> list:
+    """The card's split sources for a `data.dataset` run: the dataset (and revision) and split read."""
+    if not dataset:
+        return splits
+    names = dataset.get("splits") or {}
+    label = Path(dataset["dataset"]).name if dataset.get("kind") != "hub" else dataset["dataset"]
+    revision = f" at revision `{str(dataset['revision'])[:12]}`" if dataset.get("revision") else ""
+    data, seed = recipe.get("data") or {}, (recipe.get("train") or {}).get("seed", 42)
+    train = f"`{label}`{revision}, split `{names.get('train', 'train')}`"
+    sources = {"train": train if names.get("validation") else f"{train} less the validation rows",
+               "validation": (f"`{label}`{revision}, split `{names['validation']}`" if names.get("validation") else
+                              f"{data.get('validation_split', 0.1):.0%} of {train}, held out stratified (seed {seed})"),
+               "test": f"`{label}`{revision}, split `{names.get('test')}`"}
+    return [dataclasses.replace(s, source=sources.get(s.split, s.source)) for s in splits]
+
+
+PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "learning_curves.png", "calibration.png",
+         "risk_coverage.png")
 
 
 def plot_sources(run_dir: Path) -> dict[str, Path]:
@@ -149,11 +186,14 @@ def build_card(run_dir: Path, repo_id: str, base: Base, license: str, adapter: b
     recipe = recipe or {}
     labels = info.labels
     splits, data_note = data_summary(recipe, labels, metrics)
+    splits = dataset_sources(splits, info.dataset, recipe)
     card_data = _metadata(repo_id, base, license, adapter, info, recipe, metrics)
     body = "\n\n".join(part for part in (
         _intro(repo_id, base, info, metrics, adapter),
         _results(run_dir, info, metrics, labels),
+        _calibration(run_dir, info, metrics),
         _data(splits, data_note, labels),
+        card_section(run_dir),
         _training(info, recipe, metrics),
         _usage(repo_id, info, adapter, _is_decoder(run_dir)),
         _reproduce(repo_id, info, recipe, run_dir, base),
@@ -224,6 +264,54 @@ def _results(run_dir: Path, info: RunInfo, metrics: dict, labels: list[str]) -> 
                            ("label_scores.png", "Precision, recall and F1 per label on the test set"),
                            ("precision_recall.png", "Precision-recall curve of the positive class (test set)"),
                            ("learning_curves.png", "Training loss and validation scores per epoch")):
+        if image in plot_sources(run_dir):
+            lines += ["", f"![{caption}]({image})"]
+    return "\n".join(lines)
+
+
+def _calibration(run_dir: Path, info: RunInfo, metrics: dict) -> str:
+    """Calibration before and after on test, and for single-label runs what deciding only the most
+    confident texts gives (risk-coverage)."""
+    test = metrics.get("test") or {}
+    view = test.get("calibration")
+    if not view:
+        return ""
+    calibration = info.calibration or {}
+    if "temperature" in calibration and "scale" not in calibration:
+        how = (f"Scores are calibrated by temperature scaling (Guo et al. 2017): the logits are divided by "
+               f"T = {calibration['temperature']:.4f}, fitted on the validation set, before the softmax. This never "
+               f"changes the predicted label. Stock code that takes a plain softmax of the logits gets the raw, "
+               f"uncalibrated scores; divide by T first (it is in `textxfer.json`).")
+    elif calibration:
+        how = (f"Each label's sigmoid is calibrated on its own ({calibration['method']} scaling, chosen on held-out "
+               f"validation rows; per-label `scale` and `bias` in `textxfer.json`: sigmoid(scale * logit + bias)); the "
+               f"decision thresholds were tuned after calibration.")
+    else:
+        how = "The scores are raw (the run was trained with `train.calibration: none`)."
+    lines = ["## Calibration and abstention", "", how, "",
+             "| test set | ECE (15 bins) | Brier | NLL |", "|---|---:|---:|---:|"]
+    for key, name in (("before", "raw scores"), ("after", "calibrated")):
+        if key in view:
+            row = view[key]
+            lines.append(f"| {name} | {row['ece']:.4f} | {row['brier']:.4f} | {row['nll']:.4f} |")
+    risk = test.get("risk_coverage")
+    if risk and risk.get("n"):
+        lines += ["", "Deciding only the texts the model is surest of (the rest go to a person): test accuracy "
+                      "by the share of texts decided.", "",
+                  "| coverage | " + " | ".join(f"{float(c):.0%}" for c in risk["accuracy_at_coverage"]) + " |",
+                  "|---|" + "---:|" * len(risk["accuracy_at_coverage"]),
+                  "| test accuracy | " + " | ".join(f"{v['accuracy']:.4f}" for v in risk["accuracy_at_coverage"].values())
+                  + " |"]
+        reach = ((metrics.get("validation") or {}).get("risk_coverage") or {}).get("coverage_at_accuracy", {})
+        reached = [f"{float(target):.0%} at coverage {v['coverage']:.1%} (minimum confidence {v['threshold']:.3f})"
+                   for target, v in reach.items() if v]
+        if reached:
+            lines += ["", "Validation accuracy reaches " + "; ".join(reached) + "."]
+        if info.decision.get("min_confidence") is not None:
+            lines += ["", f"This run abstains below a calibrated score of {info.decision['min_confidence']:.3f} "
+                          f"(`train.min_confidence`)."]
+    for image, caption in (("calibration.png", "Reliability diagram on the test set, before and after calibration"),
+                           ("risk_coverage.png", "Accuracy against coverage on validation and test")):
         if image in plot_sources(run_dir):
             lines += ["", f"![{caption}]({image})"]
     return "\n".join(lines)

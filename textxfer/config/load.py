@@ -61,6 +61,8 @@ def _converted(value: Any, allowed: tuple) -> Any:
     """Ints for floats, numeric strings for numbers, numbers for strings: YAML's types, as the field wants."""
     if bool in allowed and isinstance(value, bool):
         return value
+    if list in allowed and str not in allowed and isinstance(value, str):  # `report_to: tensorboard`: a list of one
+        return [value]
     if float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if float in allowed and isinstance(value, str):
@@ -108,7 +110,12 @@ def _coerce(value: Any, f: dataclasses.Field, key: str, where: str) -> Any:
     if isinstance(value, list) and not all(isinstance(v, str) for v in value):
         raise TextxferError(f"Recipe key `{key}` in {where} must be a list of names, got {value!r}.")
     choices = f.metadata.get("choices")
-    if choices and value not in choices:
+    if choices and isinstance(value, list):  # a list of names: each one a choice
+        unknown = [v for v in value if v not in choices]
+        if unknown:
+            raise TextxferError(f"Recipe key `{key}` in {where} names {', '.join(map(repr, unknown))}, which "
+                                f"{'is' if len(unknown) == 1 else 'are'} not one of: {', '.join(map(str, choices))}.")
+    elif choices and value not in choices:
         raise TextxferError(f"Recipe key `{key}` in {where} is {value!r}, which is not one of: "
                             f"{', '.join(map(str, choices))}.")
     problem = _range_problem(value, f.metadata["range"]) if "range" in f.metadata else None

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import random
@@ -18,7 +19,8 @@ import datasets
 from ..config import DataConfig
 from ..errors import TextxferError
 from ..log import get_logger
-from .io import file_format, read_table
+from .hub_datasets import DatasetInput, open_dataset
+from .io import FORMATS, file_format, read_table
 
 log = get_logger()
 
@@ -59,10 +61,21 @@ def _is_int(value: str) -> bool:
 
 
 @dataclass
+class Origin:
+    """Where the rows of one split come from: the file, and each row's 0-based data-row index in it
+    (CSV/TSV rows after the header, JSONL lines)."""
+
+    path: str
+    rows: list[int]
+
+
+@dataclass
 class Splits:
     """Prepared data per split: `text` (+ `text_pair`) and `label` columns, label space, raw test rows.
 
-    `label` is an integer id, or for multi-label data a multi-hot list over `labels`.
+    `label` is an integer id, or for multi-label data a multi-hot list over `labels`. `origins` says, per
+    split name, which file and rows each example comes from (the validation rows drawn from train name
+    the train file); `audit` holds the exact-duplicate checks' summary when training ran them.
     """
 
     train: datasets.Dataset
@@ -73,6 +86,9 @@ class Splits:
     notes: list[str] = field(default_factory=list)
     multi_label: bool = False
     positive_label: str | None = None
+    origins: dict[str, Origin] = field(default_factory=dict)
+    audit: dict | None = None
+    dataset: dict | None = None  # `data.dataset`: what was read (id, kind, revision used, splits)
 
 
 @dataclass
@@ -160,6 +176,8 @@ def _text_values(table: datasets.Dataset, column: str, path: str, role: str) -> 
 
 def _row_where(path: str, index: int) -> str:
     """Human position of data row `index` (0-based): CSV rows after the header, JSONL lines."""
+    if Path(path).suffix.lower() not in FORMATS:  # a split of `data.dataset`
+        return f"row {index + 1}"
     if file_format(Path(path)) == "json":
         return f"line {index + 1}"
     return f"row {index + 1} (not counting the header)"
@@ -257,7 +275,7 @@ def _stratification_keys(labels: list, multi_label: bool) -> list[str]:
 
 def _subset(examples: Examples, indices: list[int]) -> Examples:
     pick = lambda values: None if values is None else [values[i] for i in indices]  # noqa: E731
-    return Examples(pick(examples.texts), pick(examples.pairs), pick(examples.labels), indices)
+    return Examples(pick(examples.texts), pick(examples.pairs), pick(examples.labels), pick(examples.kept_rows))
 
 
 def _dataset(examples: Examples, space: LabelSpace, multi_label: bool) -> datasets.Dataset:
@@ -293,19 +311,23 @@ def _positive_label(cfg: DataConfig, space: LabelSpace, train_labels: list) -> s
 
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
     """Read, validate and split the recipe's data; raise `TextxferError` on any problem."""
-    train_table = read_table(cfg.train, cfg.encoding, "train")
+    cfg, read, dataset = _inputs(cfg)
+    train_table = read(cfg.train, cfg.encoding, "train")
     _check_columns(train_table, cfg, cfg.train, "train", need_label=True)
     train = _to_examples(train_table, cfg, cfg.train, "train", need_label=True)
     flat = [l for row in train.labels for l in row] if cfg.multi_label else train.labels
     space = LabelSpace.from_values(flat)
+    if dataset is not None and dataset.label_names:  # a ClassLabel: its order (the classes train has)
+        space = LabelSpace([name for name in dataset.label_names if name in set(flat)])
     if len(space) < 2:
         raise TextxferError(
             f"The train file {cfg.train} has a single class ({space.labels[0]!r} in column `{cfg.label_column}`): "
             f"a classifier needs at least two. Check `data.label_column`, or add examples of the other classes."
         )
-    notes = []
+    notes = list(dataset.notes) if dataset is not None else []
     if cfg.validation:
-        validation = _held_out(cfg, cfg.validation, "validation", space)
+        validation = _held_out(cfg, cfg.validation, "validation", space,
+                               table=read(cfg.validation, cfg.encoding, "validation"))
     else:
         keys = _stratification_keys(train.labels, cfg.multi_label)
         train_idx, val_idx, too_small = stratified_split(keys, cfg.validation_split, seed)
@@ -316,19 +338,35 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
                 f"They stay in train only, so validation scores do not cover them; add rows or give `data.validation`."
             )
         validation, train = _subset(train, val_idx), _subset(train, train_idx)
+    origins = {"train": Origin(cfg.train, train.kept_rows),
+               "validation": Origin(cfg.validation or cfg.train, validation.kept_rows)}
     test = raw_test = None
     if cfg.test:
-        raw_test = read_table(cfg.test, cfg.encoding, "test")
+        raw_test = read(cfg.test, cfg.encoding, "test")
         test_examples = _held_out(cfg, cfg.test, "test", space, table=raw_test)
         keep = test_examples.kept_rows
         raw_test = raw_test.select(keep) if len(keep) != len(raw_test) else raw_test
         test = _dataset(test_examples, space, cfg.multi_label)
+        origins["test"] = Origin(cfg.test, keep)
     return Splits(
         train=_dataset(train, space, cfg.multi_label),
         validation=_dataset(validation, space, cfg.multi_label),
         test=test, labels=space, raw_test=raw_test, notes=notes, multi_label=cfg.multi_label,
-        positive_label=_positive_label(cfg, space, train.labels),
+        positive_label=_positive_label(cfg, space, train.labels), origins=origins,
+        dataset=dataset.source if dataset is not None else None,
     )
+
+
+def _inputs(cfg: DataConfig):
+    """The data settings, a reader `(name, encoding, role) -> table`, and the `data.dataset` input or None.
+    With `data.dataset`, `train`/`validation`/`test` name its splits (as messages show them) and the reader
+    hands out the splits `textxfer.data.hub_datasets` loaded; otherwise they are files, read by `read_table`."""
+    if not cfg.dataset:
+        return cfg, read_table, None
+    dataset: DatasetInput = open_dataset(cfg)
+    by_name = {dataset.wheres[role]: table for role, table in dataset.tables.items()}
+    named = dataclasses.replace(cfg, **{role: dataset.wheres.get(role) for role in ("train", "validation", "test")})
+    return named, lambda name, encoding, role: by_name[name], dataset
 
 
 def _held_out(cfg: DataConfig, path: str, role: str, space: LabelSpace, table=None) -> Examples:

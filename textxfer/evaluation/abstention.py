@@ -89,3 +89,14 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
     return {"n": int(n), "accuracy_at_coverage": at, "coverage_at_accuracy": reach,
             "area_under_risk_coverage": float(np.mean(1 - cumulative)),
             "curve": {"coverage": ((keep + 1) / n).round(6).tolist(), "accuracy": cumulative[keep].round(6).tolist()}}
+
+
+def thresholds_on(view: dict, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """What the thresholds one split's risk-coverage `view` chose for each coverage give on another
+    split (test): the coverage and accuracy they reach there."""
+    out = {}
+    for coverage, chosen in view.get("accuracy_at_coverage", {}).items():
+        kept = np.asarray(confidence) >= chosen["threshold"]
+        out[coverage] = {"threshold": chosen["threshold"], "test_coverage": float(kept.mean()) if len(kept) else 0.0,
+                         "test_accuracy": float(np.asarray(correct)[kept].mean()) if kept.any() else None}
+    return out

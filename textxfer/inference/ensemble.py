@@ -7,7 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+import torch
+
 from ..errors import TextxferError
+from ..evaluation.calibration import calibrate
+from ..evaluation.decisions import probabilities
 from ..runs.info import RunInfo
 from .classifier import Classifier
 
@@ -39,19 +43,32 @@ class EnsembleClassifier(Classifier):
         self.info = info
         self.labels = info.labels
         self.multi_label = False
-        self.decision = {}
+        self.decision = info.decision
+        self.calibration = info.calibration
+        self.run_dir = None
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None, info: RunInfo | None = None) -> "EnsembleClassifier":
         """Load an ensemble folder written by `textxfer ensemble` (each member on `device`)."""
         run_dir = Path(run_dir)
         info = info or RunInfo.read(run_dir)
-        return cls([Classifier.load(run_dir / m["folder"], device) for m in info.members], info)
+        ensemble = cls([Classifier.load(run_dir / m["folder"], device) for m in info.members], info)
+        ensemble.run_dir = run_dir
+        return ensemble
 
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
-        """The combined probabilities, columns in `self.labels` order."""
-        return combine([in_order(m.predict_proba(texts, pairs, batch_size), m.labels, self.labels)
-                        for m in self.members], self.info.combine)
+        """The combined probabilities (each member's calibrated, then the ensemble's own temperature),
+        columns in `self.labels` order."""
+        return calibrate_combined(combine([in_order(m.predict_proba(texts, pairs, batch_size), m.labels, self.labels)
+                                           for m in self.members], self.info.combine), self.calibration)
+
+
+def calibrate_combined(probs: np.ndarray, calibration: dict | None) -> np.ndarray:
+    """An ensemble's calibration applied to its combined probabilities (their logs act as logits)."""
+    if not calibration:
+        return probs
+    logits = torch.from_numpy(np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))).float()
+    return probabilities(calibrate(logits, calibration), False)
 
 
 def in_order(probs: np.ndarray, member_labels: list[str], labels: list[str]) -> np.ndarray:

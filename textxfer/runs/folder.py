@@ -36,7 +36,7 @@ VALIDATION_SCORES = "validation_scores.json"
 def run_output(recipe: Recipe) -> OutputFolder:
     """The run folder of a recipe, with the files the run reads (which it must never replace)."""
     d, m, t = recipe.data, recipe.model, recipe.train
-    inputs = [d.train, d.validation, d.test, d.unlabeled, t.resume if t.resume != "auto" else None]
+    inputs = [d.train, d.validation, d.test, d.dataset, d.unlabeled, t.resume if t.resume != "auto" else None]
     if Path(m.name).exists():  # a local base model folder
         inputs.append(m.name)
     return OutputFolder(recipe.output_dir, overwrite=recipe.overwrite, inputs=inputs, setting="output_dir",

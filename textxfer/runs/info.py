@@ -37,6 +37,7 @@ class RunInfo:
     eval_batch_size: int = 64
     decision: dict = field(default_factory=dict)  # the rule chosen on validation: thresholds, positive label
     calibration: dict | None = None  # fitted on validation logits (evaluation.calibration); None: raw probabilities
+    dataset: dict | None = None  # `data.dataset` runs: the dataset id, its kind, config, the revision read, splits
     lora: dict | None = None  # adapter runs: the LoRA settings (a 4-bit base is rebuilt from them)
     merged_from: str | None = None  # a `textxfer merge` folder: the adapter run, and its method
     adapter_method: str | None = None
@@ -78,7 +79,7 @@ class RunInfo:
     def to_dict(self) -> dict:
         """The JSON fields; fields of other kinds of folder left out when unset."""
         data = dataclasses.asdict(self)
-        optional = ("calibration", "lora", "merged_from", "adapter_method", "onnx", "combine", "members")
+        optional = ("calibration", "dataset", "lora", "merged_from", "adapter_method", "onnx", "combine", "members")
         return {k: v for k, v in data.items() if not (k in optional and v is None)}
 
     def write(self, folder: str | Path) -> None:

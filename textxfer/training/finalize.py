@@ -6,10 +6,11 @@ import time
 
 import numpy as np
 
-from ..evaluation.abstention import decided_confidence, risk_coverage
+from ..evaluation.abstention import decided_confidence, risk_coverage, thresholds_on
 from ..evaluation.calibration import (calibrate, calibration_metrics, fit_calibration, per_label_calibration,
                                       reliability_table)
 from ..evaluation.decisions import decide_by_rule, probabilities, threshold_for_target, tune_label_thresholds
+from ..evaluation.extra_metrics import compute_all, load_extra_metrics
 from ..evaluation.metrics import full_report
 from ..fsutil import write_json
 from ..outputs import OutputFolder
@@ -17,6 +18,7 @@ from ..inference.classifier import Classifier
 from ..log import get_logger, note
 from ..runs.folder import draw_plots, model_bytes, save_model, write_validation_scores
 from ..runs.info import RunInfo
+from . import tracking
 from .context import Run
 from .results import FitResult
 
@@ -102,7 +104,7 @@ def run_metrics(run: Run, result: FitResult, decision: dict, parameters: tuple[i
     trainable, total = parameters
     trust = {k: v for k, v in (trust or {}).items() if k in ("calibration", "risk_coverage")}
     return {
-        "validation": {**best_validation(result, run.multi_label), **trust},
+        "validation": {**best_validation(result, run.multi_label), **trust, **validation_extra_metrics(run, result)},
         "decision": decision,
         "train": {
             "samples_per_second": result.samples / max(result.seconds, 1e-9),
@@ -128,7 +130,7 @@ def write_run(run: Run, output: OutputFolder, metrics: dict, decision: dict, sta
     Returns the metrics with the test part."""
     model = run.accelerator.unwrap_model(run.model)
     info = RunInfo.for_run(run.recipe, run.splits.labels.labels, run.multi_label, decision).replace(
-        calibration=calibration)
+        calibration=calibration, dataset=run.splits.dataset)
     with output.staging(model_bytes(model)) as staging:
         save_model(staging, run.recipe, info, model, run.tokenizer, state_dict)
         if trust and "confidence" in trust:
@@ -140,7 +142,19 @@ def write_run(run: Run, output: OutputFolder, metrics: dict, decision: dict, sta
         if run.splits.audit is not None:  # the exact data checks of setup (data.audit_checks)
             write_json(staging / "audit.json", run.splits.audit)
         draw_plots(staging, metrics, run.splits.labels.labels, run.multi_label, decision)
+        tracking.finish(run.accelerator, staging, metrics)  # train.report_to: the end logged, its files sealed here
     return metrics
+
+
+def validation_extra_metrics(run: Run, result: FitResult) -> dict:
+    """`train.extra_metrics` on the kept epoch's validation predictions (the most probable class; multi-label:
+    each label whose logit is above 0), computed by the main process."""
+    extra = load_extra_metrics(run.recipe.train.extra_metrics, run.multi_label)
+    if not extra or not run.accelerator.is_main_process:
+        return {}
+    logits, labels = result.best_validation_logits, result.best_validation_labels
+    predicted = (logits > 0).int() if run.multi_label else logits.argmax(-1)
+    return {"extra_metrics": compute_all(extra, predicted, labels.int() if run.multi_label else labels, "validation")}
 
 
 def _score_test(run: Run, classifier: Classifier, staging, validation_view: dict | None) -> dict:
@@ -162,8 +176,11 @@ def _score_test(run: Run, classifier: Classifier, staging, validation_view: dict
         confidence, correct = decided_confidence(probs, decided), decided == np.asarray(truth)
         report["risk_coverage"] = risk_coverage(confidence, correct)
         if validation_view and validation_view.get("n"):
-            report["risk_coverage"]["at_validation_thresholds"] = _at_thresholds(validation_view, confidence, correct)
+            report["risk_coverage"]["at_validation_thresholds"] = thresholds_on(validation_view, confidence, correct)
     report["texts_per_second"] = len(probs) / max(seconds, 1e-9)
+    extra = load_extra_metrics(run.recipe.train.extra_metrics, run.multi_label)
+    if extra:
+        report["extra_metrics"] = compute_all(extra, decided, truth, "test")
     return report
 
 
@@ -190,13 +207,3 @@ def test_calibration(raw: np.ndarray, calibrated: np.ndarray, truth: np.ndarray,
             if probs is not None:
                 view[f"reliability_{name}"] = reliability_table(probs.max(1), probs.argmax(1) == truth)
     return view
-
-
-def _at_thresholds(validation_view: dict, confidence: np.ndarray, correct: np.ndarray) -> dict:
-    """What the thresholds chosen on validation for each coverage give on test: coverage and accuracy."""
-    out = {}
-    for coverage, chosen in validation_view["accuracy_at_coverage"].items():
-        kept = confidence >= chosen["threshold"]
-        out[coverage] = {"threshold": chosen["threshold"], "test_coverage": float(kept.mean()),
-                         "test_accuracy": float(correct[kept].mean()) if kept.any() else None}
-    return out

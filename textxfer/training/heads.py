@@ -145,6 +145,12 @@ def fit_head_lbfgs(run: Run, head: nn.Linear, train_x: torch.Tensor, train_y: to
     return result
 
 
+def fit_linear_head(head: nn.Linear, x: torch.Tensor, y: torch.Tensor, loss_fn, l2: float) -> float:
+    """One full-batch L-BFGS fit of a linear head on features `x` at L2 strength `l2` (per example), from
+    its current weights; returns the training loss. What `fit_head_lbfgs` runs for each strength."""
+    return _lbfgs(head, x, y, loss_fn, l2)
+
+
 def _lbfgs(head: nn.Linear, x: torch.Tensor, y: torch.Tensor, loss_fn, l2: float) -> float:
     """One L-BFGS fit of the head at L2 strength `l2`, from where it is; returns the training loss."""
     # tolerances: 1e-6/1e-10 took 50% more loss evaluations (each a pass over all features) for

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..config import Recipe
 from ..log import bare, get_logger
 from ..models.strategies import layerwise_groups
+from . import tracking
 from .resume import Checkpointer, Position, StopSignal, TrainingInterrupted
 from .results import FitResult, restore, trainable_snapshot
 
@@ -106,6 +107,7 @@ def fit(accelerator, model: nn.Module, loop: Loop, recipe: Recipe) -> FitResult:
     if resumed is not None:
         position, state, best, validation = resumed
         result = FitResult.from_state(state, validation)
+        tracking.on_resume(accelerator, position.step)
     stop = StopSignal(accelerator) if checkpointer else None
     steps = _Steps(accelerator, model, optimizer, scheduler, loop, recipe, checkpointer, stop)
     try:
@@ -114,6 +116,7 @@ def fit(accelerator, model: nn.Module, loop: Loop, recipe: Recipe) -> FitResult:
             train_loss = steps.epoch(loader, position, result, best)
             scores, logits, labels = loop.evaluate(model)
             entry = {"epoch": epoch, "train_loss": train_loss, **{f"validation_{k}": v for k, v in scores.items()}}
+            tracking.on_epoch(accelerator, entry)
             score = -scores[loop.select] if loop.minimize else scores[loop.select]
             improved = result.record(entry, score, logits, labels)
             if improved:
@@ -169,7 +172,9 @@ class _Steps:
         bar = tqdm(batches, desc=f"{loop.label} epoch {position.epoch}/{t.epochs}", leave=False, initial=skip,
                    total=len(loader), disable=not accelerator.is_local_main_process, dynamic_ncols=True)
         for done, batch in enumerate(bar, start=skip + 1):
-            loss_sum += self._step(batch)
+            loss = self._step(batch)
+            loss_sum += loss
+            tracking.on_batch(accelerator, loss, self.optimizer)
             position.loss_count += 1
             result.samples += len(batch["labels"]) * accelerator.num_processes
             if not accelerator.sync_gradients or self.checkpointer is None:

@@ -23,6 +23,7 @@ from ..data.batching import PadCollator, TokenizedDataset, tokenize
 from ..data.splits import Splits, load_splits
 from ..errors import TextxferError
 from ..evaluation import metrics
+from ..evaluation.extra_metrics import load_extra_metrics
 from ..fsutil import check_free_space
 from ..log import get_logger, note
 from ..methods import get_method
@@ -81,6 +82,7 @@ def train(recipe: Recipe) -> dict:
     The output folder is checked before any work and locked for the whole run (by the main process,
     the only one that writes): see `textxfer.outputs.OutputFolder`."""
     started = time.perf_counter()
+    load_extra_metrics(recipe.train.extra_metrics, recipe.data.multi_label)  # an unavailable metric fails now
     accelerator = make_accelerator(recipe)
     output = run_output(recipe)
     if not accelerator.is_main_process:
