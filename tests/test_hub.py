@@ -20,8 +20,8 @@ from textxfer.errors import TextxferError
 
 TOKEN = "hf_FAKEtokenTHATmustNEVERbeSHOWN0123456789"
 DATA = {"train": str(SAMPLES / "tickets_small.csv"), "test": str(SAMPLES / "tickets_test.csv"), "max_length": 32}
-COMMON = ["README.md", "confusion_matrix.png", "learning_curves.png", "metrics.json", "recipe.yaml", "textxfer.json",
-          "tokenizer.json", "tokenizer_config.json"]
+COMMON = ["README.md", "calibration.png", "confusion_matrix.png", "learning_curves.png", "metrics.json", "recipe.yaml",
+          "risk_coverage.png", "textxfer.json", "tokenizer.json", "tokenizer_config.json", "validation_scores.json"]
 FULL_FILES = sorted(COMMON + ["config.json", "model.safetensors"])
 ADAPTER_FILES = sorted(COMMON + ["adapter_config.json", "adapter_model.safetensors", "config.json"])
 
@@ -66,7 +66,7 @@ def test_dry_run_of_a_full_run_writes_exactly_the_upload_and_loads_with_stock_tr
                             "--base-model", "textxfer-tests/tiny-bert", "--license", "apache-2.0")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == FULL_FILES  # predictions_test.csv (test texts) stays behind
-    assert f"the {len(FULL_FILES)} files" in stdout and "not uploaded: predictions_test.csv" in stdout
+    assert f"the {len(FULL_FILES)} files" in stdout and "not uploaded: audit.json, predictions_test.csv" in stdout
     for name in FULL_FILES:
         if name != "README.md":
             assert (out / name).read_bytes() == (full_run / name).read_bytes(), name
