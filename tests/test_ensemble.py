@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_RUN, TICKETS, train_tiny
 from textxfer import load_classifier
 from textxfer.commands.ensemble import build_ensemble
-from textxfer.inference.ensemble import COMBINE_RULES, combine
+from textxfer.inference.ensemble import COMBINE_RULES, calibrate_combined, combine
 from textxfer.errors import TextxferError
 
 DATA = TICKETS
@@ -57,7 +57,8 @@ def test_ensemble_predicts_the_combined_member_probabilities(ensemble, members):
         member = load_classifier(run)
         p = member.predict_proba(texts)
         parts.append(p[:, [member.labels.index(l) for l in clf.labels]])
-    expected = combine(parts, metrics["combine"])
+    expected = calibrate_combined(combine(parts, metrics["combine"]), clf.calibration)
+    assert clf.calibration and clf.calibration["temperature"] > 0  # the ensemble's own temperature
     got = clf.predict_proba(texts)
     np.testing.assert_allclose(got, expected, atol=1e-6)
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)

@@ -14,6 +14,7 @@ from ..outputs import OutputFolder
 from ..methods import METHODS
 from ..models.adapters import load_adapter
 from ..models.quiet import quiet_loading
+from ..runs.folder import VALIDATION_SCORES
 from ..runs.info import RunInfo
 
 
@@ -34,7 +35,8 @@ def merge(run_dir: str | Path, output_dir: str | Path, overwrite: bool = False) 
             model.save_pretrained(staging)
             AutoTokenizer.from_pretrained(run_dir).save_pretrained(staging)
             info.replace(method="full", merged_from=str(run_dir), adapter_method=info.method).write(staging)
-            for extra in ("recipe.yaml", "metrics.json"):
+            # validation_scores.json: `predict --coverage` on the merged model picks its threshold from it.
+            for extra in ("recipe.yaml", "metrics.json", VALIDATION_SCORES):
                 if (run_dir / extra).is_file():
                     shutil.copy2(run_dir / extra, staging / extra)
     return output_dir

@@ -100,12 +100,14 @@ class Classifier:
             model = model.to(device)
         return cls(model, tokenizer, info, run_dir)
 
-    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None,
+                      calibrated: bool = True) -> np.ndarray:
         """Calibrated probabilities, shape (len(texts), num_labels), columns in `self.labels` order: softmax
         over classes, or for multi-label runs an independent sigmoid per label, after the run's calibration
-        (the temperature fitted on validation; `textxfer.evaluation.calibration`)."""
-        return probabilities(calibrate(self.predict_logits(texts, pairs, batch_size), self.calibration),
-                             self.multi_label)
+        (the temperature fitted on validation; `textxfer.evaluation.calibration`). `calibrated=False` gives
+        the model's raw probabilities: what stock transformers/peft compute from the same weights."""
+        logits = self.predict_logits(texts, pairs, batch_size)
+        return probabilities(calibrate(logits, self.calibration) if calibrated else logits, self.multi_label)
 
     @torch.inference_mode()
     def predict_logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> torch.Tensor:

@@ -56,11 +56,14 @@ class EnsembleClassifier(Classifier):
         ensemble.run_dir = run_dir
         return ensemble
 
-    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> np.ndarray:
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None,
+                      calibrated: bool = True) -> np.ndarray:
         """The combined probabilities (each member's calibrated, then the ensemble's own temperature),
-        columns in `self.labels` order."""
-        return calibrate_combined(combine([in_order(m.predict_proba(texts, pairs, batch_size), m.labels, self.labels)
-                                           for m in self.members], self.info.combine), self.calibration)
+        columns in `self.labels` order; `calibrated=False` combines the members' raw probabilities and
+        applies no temperature."""
+        combined = combine([in_order(m.predict_proba(texts, pairs, batch_size, calibrated), m.labels, self.labels)
+                            for m in self.members], self.info.combine)
+        return calibrate_combined(combined, self.calibration) if calibrated else combined
 
 
 def calibrate_combined(probs: np.ndarray, calibration: dict | None) -> np.ndarray:
