@@ -32,12 +32,13 @@ def _commands() -> list[str]:
 
 def _tiny(words: list[str], tiny_bert: str, tiny_llama: str) -> list[str]:
     """The command with the tiny model and short training appended where it trains."""
-    trains = (words[0] == "textxfer" and words[1] in ("train", "adapt", "compare")) or "textxfer.train" in words
+    trains = (words[0] == "textxfer" and words[1] in ("train", "adapt", "compare", "tune", "audit")) or "textxfer.train" in words
     if not trains:
         return words
     model = tiny_llama if any("smollm2" in w for w in words) else tiny_bert
     tiny = [f"model.name={model}", "data.max_length=32", "train.epochs=1", "train.min_steps=0"]
-    return [*words, *tiny, *(["--per-class", "2", "--seeds", "1"] if "compare" in words else [])]
+    more = {"compare": ["--per-class", "2", "--seeds", "1"], "tune": ["--trials", "2"]}.get(words[1], [])
+    return [*words, *tiny, *more]
 
 
 def _executable(word: str) -> list[str]:
