@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..config import LoraSettings
-from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+from ..data.batching import PadCollator, TokenizedDataset, length_sorted, tokenize
 from ..data.splits import read_texts
 from ..data.tables_out import added_names, check_output_path, note_renamed, output_format, write_table
 from ..errors import TextxferError
@@ -109,13 +109,18 @@ class Classifier:
         logits = self.predict_logits(texts, pairs, batch_size)
         return probabilities(calibrate(logits, self.calibration) if calibrated else logits, self.multi_label)
 
-    @torch.inference_mode()
     def predict_logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> torch.Tensor:
         """Uncalibrated logits, one row per text (windows of a long text aggregated by the run's rule)."""
         if isinstance(texts, str):
             texts, pairs = [texts], [pairs] if isinstance(pairs, str) else pairs
         if not texts:
             return torch.zeros((0, len(self.labels)))
+        windows = self.tokenized(texts, pairs)
+        batches = self.batches(windows, batch_size)
+        return self.aggregate_windows(windows, batches, [self.batch_logits(windows, b) for b in batches])
+
+    def tokenized(self, texts: list[str], pairs: list[str] | None = None) -> TokenizedDataset:
+        """The texts tokenized as the run was trained: one row per window, each with its text's index."""
         if self.info.text_pair_column and pairs is None:
             raise TextxferError(f"This run classifies text pairs (`{self.info.text_pair_column}` with each text): "
                                 f"pass `pairs` with one pair text per text.")
@@ -123,19 +128,29 @@ class Classifier:
         if pairs is not None:
             columns["text_pair"] = list(pairs)
         info = self.info
-        dataset = TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info.max_length,
-                                            info.long_text, info.stride, info.max_chunks))
-        loader, _ = eval_loader(dataset, batch_size or info.eval_batch_size, self.collate)
+        return TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info.max_length,
+                                         info.long_text, info.stride, info.max_chunks))
+
+    def batches(self, windows: TokenizedDataset, batch_size: int | None = None) -> list[list[int]]:
+        """Window indices in length-sorted batches (longest first): little padding, and a fixed split
+        into batches that does not depend on who runs them (so N processes compute what one does)."""
+        order, size = length_sorted(windows), batch_size or self.info.eval_batch_size
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    @torch.inference_mode()
+    def batch_logits(self, windows: TokenizedDataset, batch: list[int]) -> torch.Tensor:
+        """The model's logits for one batch of windows (float32, on the CPU)."""
+        inputs = self.collate([windows[i] for i in batch])
+        inputs.pop("doc", None)
         device = next(self.model.parameters()).device
-        chunks, docs = [], []
-        for batch in loader:
-            docs.append(batch.pop("doc"))
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = self.model(**batch)
-            logits = out if isinstance(out, torch.Tensor) else out.logits
-            chunks.append(logits.float().cpu())
-        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
-        return logits
+        out = self.model(**{k: v.to(device) for k, v in inputs.items()})
+        return (out if isinstance(out, torch.Tensor) else out.logits).float().cpu()
+
+    def aggregate_windows(self, windows: TokenizedDataset, batches: list[list[int]],
+                          logits: list[torch.Tensor]) -> torch.Tensor:
+        """Per-batch window logits (in `batches` order) -> one row per text, in input order."""
+        docs = torch.tensor([windows.columns["doc"][i] for b in batches for i in b])
+        return aggregate(torch.cat(logits), None, docs, self.info.chunk_aggregation)[0]
 
     def explain(self, texts: list[str], pairs: list[str] | None = None, label: str | None = None, **options) -> list:
         """Token attributions for the predicted class of each text (or for `label`), by layer integrated
