@@ -1,0 +1,158 @@
+"""What a server runs: a run folder on PyTorch, or a `textxfer export-onnx` folder on ONNX Runtime.
+
+Both are `Classifier`s, so a served prediction is decided exactly as `textxfer predict` decides it (the
+run's calibration, decision rule, per-label thresholds and abstention threshold; `Classifier.decide` and
+`Classifier.min_confidence`). They differ from the `Classifier` they extend in one thing: texts are
+tokenized in memory by the same `data.batching.tokenize` that training and `predict` use, without
+building a `datasets.Dataset` per call. A `datasets` map hashes its function, tokenizer included, with
+dill on every call (about 0.1 s for a BERT vocabulary on a 2-core CPU), which a server would pay on
+every batch: many times the model's own time for a short text.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+from ..errors import TextxferError
+from ..evaluation.decisions import aggregate
+from ..inference import Classifier, EnsembleClassifier, load_classifier
+from ..runs.info import RunInfo
+
+BACKENDS = ("torch", "onnx")
+
+
+class InMemoryTable:
+    """What `data.batching.tokenize` asks of a `datasets.Dataset` (its column names and a batched
+    `map` with indices), on plain lists: one call of the function over all rows, no Arrow table and no
+    fingerprint."""
+
+    def __init__(self, columns: dict[str, list]):
+        self.columns = columns
+        self.column_names = list(columns)
+
+    def map(self, function, batched: bool = True, with_indices: bool = False, **_ignored) -> dict[str, list]:
+        """The function applied to every row at once (`tokenize` always maps batched, with indices)."""
+        if not batched:
+            raise TypeError("InMemoryTable maps batched functions only")
+        rows = len(next(iter(self.columns.values()))) if self.columns else 0
+        return function(self.columns, list(range(rows))) if with_indices else function(self.columns)
+
+
+class _ServedLogits:
+    """`predict_logits` on in-memory tokenization: the same windows, batches and aggregation as
+    `Classifier.predict_logits`; subclasses say how one padded batch becomes logits (`_forward`)."""
+
+    def predict_logits(self, texts: list[str], pairs: list[str] | None = None,
+                       batch_size: int | None = None) -> torch.Tensor:
+        """Uncalibrated logits, one row per text, in input order (windows aggregated by the run's rule)."""
+        if not texts:
+            return torch.zeros((0, len(self.labels)))
+        if self.info.text_pair_column and pairs is None:
+            raise TextxferError(f"This run classifies text pairs (`{self.info.text_pair_column}` with each text): "
+                                f"pass `pairs` with one pair text per text.")
+        columns = {"text": list(texts)}
+        if pairs is not None:
+            columns["text_pair"] = list(pairs)
+        info = self.info
+        dataset = TokenizedDataset(tokenize(InMemoryTable(columns), self.tokenizer, info.max_length, info.long_text,
+                                            info.stride, info.max_chunks))
+        loader, _ = eval_loader(dataset, batch_size or info.eval_batch_size, self.collate)
+        chunks, docs = [], []
+        for batch in loader:
+            docs.append(batch.pop("doc"))
+            chunks.append(self._forward(batch))
+        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
+        return logits
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TorchClassifier(_ServedLogits, Classifier):
+    """A run folder's model on PyTorch (`Classifier.load`), tokenizing in memory."""
+
+    @torch.inference_mode()
+    def _forward(self, batch: dict) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        out = self.model(**{k: v.to(device) for k, v in batch.items()})
+        logits = out if isinstance(out, torch.Tensor) else out.logits
+        return logits.float().cpu()
+
+
+class OnnxClassifier(_ServedLogits, Classifier):
+    """A `textxfer export-onnx` folder on ONNX Runtime: its `logits` output, calibrated and decided by
+    the exported `textxfer.json` (the graph's own `probabilities` output is the same calibration, checked
+    against PyTorch when exported; applying it here keeps long texts' windows aggregated before it)."""
+
+    def __init__(self, session, tokenizer, info: RunInfo, folder: Path):
+        self.session = session
+        self.model = None
+        self.run_dir = folder
+        self.tokenizer = tokenizer
+        self.info = info
+        self.labels = info.labels
+        self.multi_label = info.multi_label
+        self.decision = info.decision
+        self.calibration = info.calibration
+        self.inputs = list(info.onnx.get("inputs") or [i.name for i in session.get_inputs()])
+        # the graph computes position ids from the attention mask itself: feed only the standard inputs
+        self.collate = PadCollator(tokenizer.pad_token_id, tokenizer.padding_side, position_ids=False)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | None = None, info: RunInfo | None = None) -> "OnnxClassifier":
+        """Load an export folder: `model.onnx`, its tokenizer and `textxfer.json` (CPU unless `device` is cuda
+        and ONNX Runtime has CUDA)."""
+        try:
+            import onnxruntime
+        except ImportError:
+            raise TextxferError("Serving an ONNX export needs onnxruntime: `pip install 'textxfer[onnx]'` (or "
+                                "`pip install onnxruntime`), or serve the run folder it came from with "
+                                "`--backend torch`.") from None
+        from transformers import AutoTokenizer
+
+        folder = Path(run_dir)
+        info = info or RunInfo.read(folder)
+        if info.onnx is None:
+            raise TextxferError(f"{folder} is a run folder, not an ONNX export: serve it with `--backend torch`, or "
+                                f"export it first (`textxfer export-onnx {folder} OUT`) and serve OUT.")
+        graph = folder / info.onnx.get("file", "model.onnx")
+        if not graph.is_file():
+            raise TextxferError(f"{folder} is an ONNX export without its graph {graph.name}: export the run again.")
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        session = onnxruntime.InferenceSession(str(graph), providers=providers)
+        return cls(session, AutoTokenizer.from_pretrained(folder), info, folder)
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        feed = {name: batch[name].numpy().astype(np.int64) for name in self.inputs}
+        return torch.from_numpy(self.session.run(["logits"], feed)[0]).float()
+
+
+def load_backend(run_dir: str | Path, backend: str | None = None) -> tuple[Classifier, str]:
+    """The classifier a server runs and the backend's name: an ONNX export folder on ONNX Runtime, any
+    other run folder (a method's run, a merged model, an ensemble) on PyTorch; `backend` insists on one."""
+    run_dir = Path(run_dir)
+    info = RunInfo.read(run_dir, "`textxfer serve`")
+    if backend not in (None, *BACKENDS):
+        raise TextxferError(f"Unknown backend {backend!r}: use one of {', '.join(BACKENDS)}.")
+    backend = backend or ("onnx" if info.onnx is not None else "torch")
+    if backend == "onnx":
+        return OnnxClassifier.load(run_dir, info=info), backend
+    if info.onnx is not None:
+        raise TextxferError(f"{run_dir} is an ONNX export: serve it with `--backend onnx` (the default for such a "
+                            f"folder), or serve the run folder it was exported from with `--backend torch`.")
+    if info.is_ensemble:
+        ensemble = load_classifier(run_dir)
+        assert isinstance(ensemble, EnsembleClassifier)
+        ensemble.members = [served(m) for m in ensemble.members]
+        return ensemble, backend
+    return TorchClassifier.load(run_dir, info=info), backend
+
+
+def served(classifier: Classifier) -> TorchClassifier:
+    """A loaded `Classifier` with in-memory tokenization (the same model, tokenizer and run info)."""
+    return TorchClassifier(classifier.model, classifier.tokenizer, classifier.info, classifier.run_dir)
