@@ -104,8 +104,9 @@ def _export_onnx(args) -> int:
 
 def _predict(args) -> int:
     from ..data.io import check_readable
-    from ..inference import load_classifier
     from ..data.tables_out import check_output_path
+    from ..inference import load_classifier
+    from ..inference.batch import launched_processes, predict_file
 
     from ..evaluation.abstention import check_coverage, check_min_confidence
 
@@ -114,17 +115,24 @@ def _predict(args) -> int:
                             "share of texts to decide, turned into a threshold on validation), not both.")
     threshold = check_min_confidence(args.min_confidence)  # the arguments and paths first: loading takes seconds
     coverage = None if args.coverage is None else check_coverage(args.coverage)
+    if args.chunk_rows < 1:
+        raise TextxferError(f"--chunk-rows is {args.chunk_rows}; give a positive number of rows to read at a time.")
     check_readable(args.input, "input")
     check_output_path(args.output, [args.input])
-    classifier = load_classifier(args.run_dir)
+    processes, device = launched_processes()  # under `accelerate launch`: share the batches
+    classifier = load_classifier(args.run_dir, device)
     if coverage is not None:
         threshold, kept, accuracy = classifier.threshold_for_coverage(coverage)
-        log.info(f"--coverage {coverage:g}: minimum confidence {threshold:.4f}, which keeps {kept:.1%} "
-                 f"of the run's validation texts at validation accuracy {accuracy:.4f}")
+        if processes.is_main:
+            log.info(f"--coverage {coverage:g}: minimum confidence {threshold:.4f}, which keeps {kept:.1%} "
+                     f"of the run's validation texts at validation accuracy {accuracy:.4f}")
     text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
-    n = classifier.predict_file(args.input, args.output, text_column, args.pair_column,
-                                escape_formulas=not args.raw_csv, min_confidence=threshold)
-    log.info(f"wrote {n} predictions to {args.output}")
+    n = predict_file(classifier, args.input, args.output, text_column, args.pair_column,
+                     escape_formulas=not args.raw_csv, min_confidence=threshold, chunk_rows=args.chunk_rows,
+                     processes=processes)
+    if processes.is_main:
+        log.info(f"wrote {n} predictions to {args.output}"
+                 + (f" ({processes.count} processes)" if processes.count > 1 else ""))
     return 0
 
 
@@ -269,6 +277,8 @@ def _add_predict(sub) -> None:
     predict.add_argument("--coverage", type=str, metavar="C", help="decide this share of texts (e.g. 0.9), the most "
                          "confident ones: the threshold is chosen on the run's validation texts, and its validation "
                          "accuracy is reported")
+    predict.add_argument("--chunk-rows", type=int, default=20000, metavar="N", help="rows read, classified and "
+                         "written at a time: a file larger than memory streams through (default 20000)")
     predict.set_defaults(func=_predict)
 
 

@@ -158,7 +158,7 @@ def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: st
             )
 
 
-def _text_values(table: datasets.Dataset, column: str, path: str, role: str) -> list[str]:
+def _text_values(table: datasets.Dataset, column: str, path: str, role: str, first_row: int = 0) -> list[str]:
     """A text column's cells as strings (a missing value is empty); a cell holding a JSON object or list
     is refused, never turned into its Python repr."""
     values = list(table[column])
@@ -166,7 +166,7 @@ def _text_values(table: datasets.Dataset, column: str, path: str, role: str) -> 
         if isinstance(value, (dict, list, tuple)):
             kind = "an object" if isinstance(value, dict) else "a list"
             raise TextxferError(
-                f"The {role} file {path} has {kind} instead of a text at {_row_where(path, i)}, column `{column}`: "
+                f"The {role} file {path} has {kind} instead of a text at {_row_where(path, first_row + i)}, column `{column}`: "
                 f"{json.dumps(value, ensure_ascii=False, default=str)[:80]}. Each text must be a string; move the text "
                 f"into a field of its own (e.g. `\"{column}\": \"...\"`), or point the text column at the field that "
                 f"holds it."
@@ -205,14 +205,16 @@ def _read_labels(table: datasets.Dataset, cfg: DataConfig, path: str, role: str)
     return [_label_text(v) for v in values]
 
 
-def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool) -> Examples:
-    """Texts, pair texts and labels as Python lists, with invalid rows reported or (if asked) dropped."""
+def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str, need_label: bool,
+                 first_row: int = 0) -> Examples:
+    """Texts, pair texts and labels as Python lists, with invalid rows reported or (if asked) dropped.
+    `first_row`: the table's first row is this data row of the file (a chunk of a larger file)."""
     columns = _columns(cfg)
-    parts = [_text_values(table, c, path, role) for c in columns]
+    parts = [_text_values(table, c, path, role, first_row) for c in columns]
     texts = ["\n".join(row).strip() for row in zip(*parts)]
     pairs = None
     if cfg.text_pair_column:
-        pairs = [p.strip() for p in _text_values(table, cfg.text_pair_column, path, role)]
+        pairs = [p.strip() for p in _text_values(table, cfg.text_pair_column, path, role, first_row)]
     labels = _read_labels(table, cfg, path, role) if need_label else [None] * len(texts)
     bad = []
     for i, (text, label) in enumerate(zip(texts, labels)):
@@ -226,7 +228,7 @@ def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str,
             bad.append((i, f"the label (`{cfg.label_column}`) is missing"))
     keep = list(range(len(texts)))
     if bad:
-        listed = "; ".join(f"{_row_where(path, i)}: {why}" for i, why in bad[:MAX_LISTED])
+        listed = "; ".join(f"{_row_where(path, first_row + i)}: {why}" for i, why in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
         if not cfg.drop_invalid_rows:
             fix = ("Fix those rows, or set `data.drop_invalid_rows=true` to drop them (textxfer then says how many it dropped)."
@@ -390,11 +392,20 @@ def _held_out(cfg: DataConfig, path: str, role: str, space: LabelSpace, table=No
 def read_texts(path: str | Path, text_column: str | list[str], encoding: str = "utf-8",
                text_pair_column: str | None = None):
     """Texts (and pair texts, or None) to classify from a file, plus the raw table: used by prediction."""
-    cfg = DataConfig(train=str(path), text_column=text_column, encoding=encoding, text_pair_column=text_pair_column)
     table = read_table(path, encoding, "input")
+    texts, pairs = texts_of(table, path, text_column, text_pair_column)
+    return texts, pairs, table
+
+
+def texts_of(table: datasets.Dataset, path: str | Path, text_column: str | list[str],
+             text_pair_column: str | None = None, first_row: int = 0) -> tuple[list[str], list[str] | None]:
+    """Texts (and pair texts, or None) of a table to classify, checked as training data is: a missing
+    column or an empty text is an error naming the file and row (`first_row`: the table's first row is
+    this data row of the file)."""
+    cfg = DataConfig(train=str(path), text_column=text_column, text_pair_column=text_pair_column)
     _check_columns(table, cfg, str(path), "input", need_label=False)
-    examples = _to_examples(table, cfg, str(path), "input", need_label=False)
-    return examples.texts, examples.pairs, table
+    examples = _to_examples(table, cfg, str(path), "input", need_label=False, first_row=first_row)
+    return examples.texts, examples.pairs
 
 
 def read_unlabeled(path: str, text_column: str | list[str], encoding: str = "utf-8") -> list[str]:

@@ -74,24 +74,66 @@ def added_names(wanted: list[str], existing: list[str]) -> list[str]:
 def write_table(path: str | Path, columns: dict[str, list], escape_formulas: bool = True) -> None:
     """Write `columns` (name -> values, all of one length) in the format of `path`'s extension; lists
     and objects become JSON text in CSV/TSV cells."""
-    path = Path(path)
-    fmt = output_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, f"the predictions {path}") as tmp:
-        if fmt == "parquet":
-            pq.write_table(pa.table(columns), tmp)
-            return
+    with TableWriter(path, escape_formulas) as writer:
+        writer.write(columns)
+
+
+class TableWriter:
+    """A table written chunk by chunk (`write(columns)` per chunk, the same columns each time) into a
+    temporary file beside `path`, renamed over it only when the `with` block ends without error: the
+    output is never half-written, and the rows of a file too large for memory stream through."""
+
+    def __init__(self, path: str | Path, escape_formulas: bool = True):
+        self.path = Path(path)
+        self.format = output_format(self.path)
+        self.escape_formulas = escape_formulas
+        self._names: list[str] | None = None
+
+    def __enter__(self) -> "TableWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic = atomic_file(self.path, f"the predictions {self.path}")
+        tmp = self._atomic.__enter__()
+        self._parquet = None
+        self._fh = None if self.format == "parquet" else tmp.open("w", encoding="utf-8", newline="")
+        self._tmp = tmp
+        if self.format in ("csv", "tsv"):
+            self._csv = csv.writer(self._fh, delimiter="\t" if self.format == "tsv" else ",")
+        return self
+
+    def write(self, columns: dict[str, list]) -> None:
+        """Append the rows of `columns` (name -> values)."""
         names, n = list(columns), len(next(iter(columns.values()), []))
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            if fmt == "jsonl":
-                for i in range(n):
-                    fh.write(json.dumps({c: columns[c][i] for c in names}, ensure_ascii=False) + "\n")
-                return
-            writer = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",")
-            cell = (lambda v: escape_formula(_text(v))) if escape_formulas else _text
-            writer.writerow([cell(c) for c in names])
+        first = self._names is None
+        if first:
+            self._names = names
+        if self.format == "parquet":
+            table = pa.table(columns) if first else pa.table(columns).cast(self._parquet.schema)
+            if first:
+                self._parquet = pq.ParquetWriter(self._tmp, table.schema)
+            self._parquet.write_table(table)
+        elif self.format == "jsonl":
             for i in range(n):
-                writer.writerow([cell(columns[c][i]) for c in names])
+                self._fh.write(json.dumps({c: columns[c][i] for c in names}, ensure_ascii=False) + "\n")
+        else:
+            cell = (lambda v: escape_formula(_text(v))) if self.escape_formulas else _text
+            if first:
+                self._csv.writerow([cell(c) for c in names])
+            for i in range(n):
+                self._csv.writerow([cell(columns[c][i]) for c in names])
+
+    def __exit__(self, *exc) -> bool:
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            elif self.format == "parquet" and exc[0] is None:  # no rows at all: still a valid (empty) file
+                pq.write_table(pa.table({}), self._tmp)
+            if self._fh is not None:
+                self._fh.close()
+        except BaseException as failure:  # closing failed (a full disk): the temporary file goes, nothing is renamed
+            if not self._atomic.__exit__(type(failure), failure, failure.__traceback__):
+                raise
+            return False
+        return self._atomic.__exit__(*exc)
 
 
 def note_renamed(wanted: list[str], names: list[str], source: str) -> None:

@@ -17,8 +17,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..config import LoraSettings
 from ..data.batching import PadCollator, TokenizedDataset, length_sorted, tokenize
-from ..data.splits import read_texts
-from ..data.tables_out import added_names, check_output_path, note_renamed, output_format, write_table
+from ..data.tables_out import added_names, note_renamed, output_format, write_table
 from ..errors import TextxferError
 from ..evaluation.abstention import (accuracy_at_threshold, check_coverage, check_min_confidence, decided_confidence,
                                      threshold_for_coverage)
@@ -106,7 +105,10 @@ class Classifier:
         over classes, or for multi-label runs an independent sigmoid per label, after the run's calibration
         (the temperature fitted on validation; `textxfer.evaluation.calibration`). `calibrated=False` gives
         the model's raw probabilities: what stock transformers/peft compute from the same weights."""
-        logits = self.predict_logits(texts, pairs, batch_size)
+        return self.proba_from_logits(self.predict_logits(texts, pairs, batch_size), calibrated)
+
+    def proba_from_logits(self, logits: torch.Tensor, calibrated: bool = True) -> np.ndarray:
+        """Probabilities from this run's logits: softmax or per-label sigmoid, after the calibration."""
         return probabilities(calibrate(logits, self.calibration) if calibrated else logits, self.multi_label)
 
     def predict_logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int | None = None) -> torch.Tensor:
@@ -200,32 +202,36 @@ class Classifier:
 
     def predict_file(self, input_path: str | Path, output_path: str | Path, text_column=None,
                      pair_column: str | None = None, escape_formulas: bool = True,
-                     min_confidence: float | None = None) -> int:
-        """Classify every row of a CSV/TSV/JSONL/parquet file; write it back with the prediction and
-        scores (see `write_predictions`). Returns the number of rows written."""
-        threshold = self.min_confidence(min_confidence)  # a bad threshold fails before any work
-        check_output_path(output_path, [input_path])
-        texts, pairs, table = read_texts(input_path, text_column or self.info.text_column,
-                                         text_pair_column=pair_column or self.info.text_pair_column)
-        probs = self.predict_proba(texts, pairs)
-        self.write_predictions(table, probs, output_path, escape_formulas, source=str(input_path),
-                               min_confidence=threshold)
-        return len(texts)
+                     min_confidence: float | None = None, chunk_rows: int | None = None) -> int:
+        """Classify every row of a CSV/TSV/JSONL/parquet file, read `chunk_rows` rows at a time; write
+        it back with the prediction and scores (see `prediction_columns`). Returns the number of rows.
+        Under `accelerate launch`, `python -m textxfer.predict` shares the work among the processes."""
+        from .batch import DEFAULT_CHUNK_ROWS, predict_file
+
+        return predict_file(self, input_path, output_path, text_column, pair_column, escape_formulas,
+                            min_confidence, chunk_rows or DEFAULT_CHUNK_ROWS)
 
     def write_predictions(self, table, probs: np.ndarray, output_path: str | Path, escape_formulas: bool = True,
                           source: str = "the input", min_confidence: float | None = None) -> None:
-        """Input columns, unchanged, plus the prediction; the format follows the extension (.csv, .tsv,
-        .jsonl, .parquet; see textxfer.tables_out, which also escapes spreadsheet formulas in CSV/TSV).
+        """Input columns, unchanged, plus the prediction (see `prediction_columns`); the format follows
+        the extension (.csv, .tsv, .jsonl, .parquet; see textxfer.data.tables_out, which also escapes
+        spreadsheet formulas in CSV/TSV)."""
+        delimited = output_format(output_path) in ("csv", "tsv")
+        write_table(output_path, self.prediction_columns(table, probs, delimited, min_confidence, source),
+                    escape_formulas)
+
+    def prediction_columns(self, table, probs: np.ndarray, delimited: bool, min_confidence: float | None = None,
+                           source: str = "the input") -> dict[str, list]:
+        """The table's columns, unchanged, followed by the prediction's (`delimited`: for CSV/TSV text).
 
         Single-label: `predicted_label` and its calibrated probability `score`; with an abstention
         threshold (`min_confidence`, default the run's), also `abstained` (true/false) and
         `suggested_label` (the best guess, kept when abstaining; `predicted_label` is then empty).
         Multi-label: `predicted_labels` (a list in JSONL and parquet, joined by the run's label
         separator in CSV/TSV) and `score_<label>` per label. A prediction column whose name the input
-        already uses gets a suffix (`score_1`).
+        already uses gets a suffix (`score_1`), and `source` is named in a note saying so.
         """
         decided = self.decide(probs)
-        delimited = output_format(output_path) in ("csv", "tsv")
         threshold = self.min_confidence(min_confidence)
         if self.multi_label:
             separator = self.info.label_separator
@@ -245,9 +251,10 @@ class Classifier:
                 values = [[empty if a else b for a, b in zip(abstained, best)], values[1],
                           [("true" if a else "false") if delimited else bool(a) for a in abstained], best]
         names = added_names(wanted, table.column_names)
-        note_renamed(wanted, names, source)
+        if source is not None:
+            note_renamed(wanted, names, source)
         columns = table.to_dict() if len(table.column_names) else {}
-        write_table(output_path, {**columns, **dict(zip(names, values))}, escape_formulas)
+        return {**columns, **dict(zip(names, values))}
 
 
 def _scores(p: np.ndarray, delimited: bool) -> list:

@@ -61,8 +61,14 @@ class EnsembleClassifier(Classifier):
         """The combined probabilities (each member's calibrated, then the ensemble's own temperature),
         columns in `self.labels` order; `calibrated=False` combines the members' raw probabilities and
         applies no temperature."""
-        combined = combine([in_order(m.predict_proba(texts, pairs, batch_size, calibrated), m.labels, self.labels)
-                            for m in self.members], self.info.combine)
+        return self.from_member_probs([m.predict_proba(texts, pairs, batch_size, calibrated) for m in self.members],
+                                      calibrated)
+
+    def from_member_probs(self, member_probs: list[np.ndarray], calibrated: bool = True) -> np.ndarray:
+        """The ensemble's probabilities from each member's (in `self.members` order, each in its own
+        label order): combined by the folder's rule, then (if `calibrated`) its own temperature."""
+        combined = combine([in_order(p, m.labels, self.labels) for p, m in zip(member_probs, self.members)],
+                           self.info.combine)
         return calibrate_combined(combined, self.calibration) if calibrated else combined
 
 

@@ -21,6 +21,12 @@ from .quiet import quiet_loading
 from .pooled import HeadConfig, PooledClassifier
 
 
+def has_accelerator() -> bool:
+    """A GPU (CUDA), Apple MPS or Intel XPU device is visible; else Accelerate is told to use the CPU."""
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
+
 def build_model(cfg: ModelConfig, id2label: dict[int, str], pad_token_id: int | None,
                 multi_label: bool = False, gradient_checkpointing: bool = False) -> nn.Module:
     """The classifier for `cfg.method`, with `num_labels`, `id2label` and `label2id` in its config

@@ -27,7 +27,7 @@ from ..evaluation.extra_metrics import load_extra_metrics
 from ..fsutil import check_free_space
 from ..log import get_logger, note
 from ..methods import get_method
-from ..models.build import accepts_position_ids, build_model, count_parameters
+from ..models.build import accepts_position_ids, build_model, count_parameters, has_accelerator
 from ..models.loading import build_tokenizer
 from ..models.strategies import freeze_bottom
 from ..runs.folder import model_bytes, run_output
@@ -60,15 +60,9 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     # as CPU data parallelism (gloo) instead of treating each one as a lone single process.
     # Gradual unfreezing changes which parameters get gradients from epoch to epoch: DDP must expect that.
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if recipe.train.gradual_unfreezing else []
-    return Accelerator(mixed_precision=precision, cpu=not _has_accelerator(), kwargs_handlers=handlers,
+    return Accelerator(mixed_precision=precision, cpu=not has_accelerator(), kwargs_handlers=handlers,
                        gradient_accumulation_steps=recipe.train.gradient_accumulation_steps,
                        **tracking.accelerator_options(recipe))  # train.report_to
-
-
-def _has_accelerator() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    xpu = getattr(torch, "xpu", None)
-    return torch.cuda.is_available() or bool(mps and mps.is_available()) or bool(xpu and xpu.is_available())
 
 
 def is_main_process() -> bool:
