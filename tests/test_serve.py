@@ -281,6 +281,9 @@ def test_a_port_in_use_and_bad_settings_are_clear_errors(tiny_full_run, cli):
     from textxfer.errors import TextxferError
     from textxfer.serving.server import bind
 
+    sock = bind("127.0.0.1", 0)
+    assert sock.proto == socket.IPPROTO_TCP  # else asyncio sets no TCP_NODELAY: 40 ms of delayed ACK a request
+    sock.close()
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
