@@ -23,6 +23,7 @@ from ..data.audit_checks import card_section
 from ..data.splits import load_splits
 from ..errors import TextxferError
 from ..evaluation.extra_metrics import card_results
+from ..evaluation.slices import card_section as group_section
 from ..methods import get_method
 from ..runs.info import RunInfo
 
@@ -162,7 +163,7 @@ def dataset_sources(splits: list, dataset: dict | None, recipe: dict) -> list:
 
 
 PLOTS = ("confusion_matrix.png", "label_scores.png", "precision_recall.png", "learning_curves.png", "calibration.png",
-         "risk_coverage.png")
+         "risk_coverage.png", "groups.png")
 
 
 def plot_sources(run_dir: Path) -> dict[str, Path]:
@@ -192,6 +193,7 @@ def build_card(run_dir: Path, repo_id: str, base: Base, license: str, adapter: b
         _intro(repo_id, base, info, metrics, adapter),
         _results(run_dir, info, metrics, labels),
         _calibration(run_dir, info, metrics),
+        group_section(metrics, "groups.png" if "groups.png" in plot_sources(run_dir) else None),
         _data(splits, data_note, labels),
         card_section(run_dir),
         _training(info, recipe, metrics),

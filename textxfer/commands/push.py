@@ -42,7 +42,7 @@ from .model_card import PLOTS, Base, build_card, plot_sources
 DEFAULT_LICENSE = "other"
 COMMON_FILES = ("README.md", "textxfer.json", "recipe.yaml", "metrics.json", "confusion_matrix.png",
                 "learning_curves.png", "label_scores.png", "precision_recall.png", "calibration.png", "risk_coverage.png",
-                "validation_scores.json")
+                "validation_scores.json", "groups.png")
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",

@@ -68,6 +68,8 @@ class DataConfig:
                                        "target thresholds (default: the rarer class in train)")
     leakage: str = _f("warn", "validation/test rows whose text (normalised) is also in train: warn with the counts, "
                       "refuse to train, or drop the train copies", ("warn", "error", "drop_from_train"))
+    group_column: Optional[str] = _f(None, "column naming each row's group (channel, language, tier): metrics per group "
+                                     "on validation and test, the worst group named (every labeled file needs it)")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import datasets
 from ..config import DataConfig
 from ..errors import TextxferError
 from ..log import get_logger
+from .groups import check_group_column, read_groups
 from .hub_datasets import DatasetInput, open_dataset
 from .io import FORMATS, file_format, read_table
 
@@ -89,6 +90,7 @@ class Splits:
     origins: dict[str, Origin] = field(default_factory=dict)
     audit: dict | None = None
     dataset: dict | None = None  # `data.dataset`: what was read (id, kind, revision used, splits)
+    groups: dict[str, list[str]] | None = None  # `data.group_column`: each validation / test row's group
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Examples:
     pairs: list[str] | None
     labels: list  # str per row, a list of str per row (multi-label), or None per row (no labels)
     kept_rows: list[int]
+    groups: list[str] | None = None  # each row's `data.group_column` value (see textxfer.data.groups)
 
 
 def _label_text(value) -> str | None:
@@ -156,6 +159,8 @@ def _check_columns(table: datasets.Dataset, cfg: DataConfig, path: str, role: st
                 f"The {role} file {path} has no column `{column}` (asked for by `{key}`). "
                 f"Its columns are: {', '.join(table.column_names)}.{hint}"
             )
+    if need_label:
+        check_group_column(table, cfg.group_column, path, role)
 
 
 def _text_values(table: datasets.Dataset, column: str, path: str, role: str, first_row: int = 0) -> list[str]:
@@ -241,7 +246,8 @@ def _to_examples(table: datasets.Dataset, cfg: DataConfig, path: str, role: str,
         if not keep:
             raise TextxferError(f"Every row of the {role} file {path} is invalid; nothing is left to use.")
     return Examples(texts=[texts[i] for i in keep], pairs=None if pairs is None else [pairs[i] for i in keep],
-                    labels=[labels[i] for i in keep], kept_rows=keep)
+                    labels=[labels[i] for i in keep], kept_rows=keep,
+                    groups=read_groups(table, cfg.group_column if need_label else None, keep))
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int], list[str]]:
@@ -277,7 +283,8 @@ def _stratification_keys(labels: list, multi_label: bool) -> list[str]:
 
 def _subset(examples: Examples, indices: list[int]) -> Examples:
     pick = lambda values: None if values is None else [values[i] for i in indices]  # noqa: E731
-    return Examples(pick(examples.texts), pick(examples.pairs), pick(examples.labels), pick(examples.kept_rows))
+    return Examples(pick(examples.texts), pick(examples.pairs), pick(examples.labels), pick(examples.kept_rows),
+                    pick(examples.groups))
 
 
 def _dataset(examples: Examples, space: LabelSpace, multi_label: bool) -> datasets.Dataset:
@@ -342,7 +349,7 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         validation, train = _subset(train, val_idx), _subset(train, train_idx)
     origins = {"train": Origin(cfg.train, train.kept_rows),
                "validation": Origin(cfg.validation or cfg.train, validation.kept_rows)}
-    test = raw_test = None
+    test = raw_test = test_examples = None
     if cfg.test:
         raw_test = read(cfg.test, cfg.encoding, "test")
         test_examples = _held_out(cfg, cfg.test, "test", space, table=raw_test)
@@ -356,6 +363,8 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         test=test, labels=space, raw_test=raw_test, notes=notes, multi_label=cfg.multi_label,
         positive_label=_positive_label(cfg, space, train.labels), origins=origins,
         dataset=dataset.source if dataset is not None else None,
+        groups=None if not cfg.group_column else
+        {"validation": validation.groups, **({"test": test_examples.groups} if test_examples is not None else {})},
     )
 
 

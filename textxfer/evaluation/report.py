@@ -236,3 +236,31 @@ def plot_risk_coverage(curves: dict[str, dict], path: str | Path, title: str) ->
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+@plain_text
+def plot_group_accuracy(view: dict, path: str | Path, title: str, overall: float | None = None) -> None:
+    """Results by group (`evaluation.slices.group_metrics`): accuracy per group as horizontal bars with
+    each group's row count, the worst group in red, small groups pale, the whole split's accuracy dashed."""
+    by_group, worst = view["by_group"], view.get("worst_group")
+    names = list(by_group)
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7.5, max(2.4, 0.32 * len(names) + 1.4)), layout="constrained")
+    colors = [matplotlib.colors.to_rgba("#d62728" if g == worst else "#1f77b4", 0.45 if by_group[g]["small"] else 0.9)
+              for g in names]
+    ax.barh(y, [by_group[g]["accuracy"] for g in names], color=colors, height=0.7)
+    for k, g in enumerate(names):
+        figures = by_group[g]
+        ax.text(min(figures["accuracy"], 1.0) + 0.01, k, f"{figures['accuracy']:.3f}  (n={figures['count']:,}"
+                + (", small" if figures["small"] else "") + (", worst" if g == worst else "") + ")",
+                va="center", fontsize=8)
+    if overall is not None:
+        ax.axvline(overall, color="0.4", linestyle="--", linewidth=1, label=f"whole set {overall:.3f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(y, names, fontsize=8 if len(names) <= 30 else 6)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.3), xlabel="accuracy", title=title)
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.grid(axis="x", alpha=0.3)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -12,11 +12,13 @@ from ..evaluation.calibration import (calibrate, calibration_metrics, fit_calibr
 from ..evaluation.decisions import decide_by_rule, probabilities, threshold_for_target, tune_label_thresholds
 from ..evaluation.extra_metrics import compute_all, load_extra_metrics
 from ..evaluation.metrics import full_report
+from ..evaluation.report import plot_group_accuracy
+from ..evaluation.slices import group_metrics
 from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..inference.classifier import Classifier
 from ..log import get_logger, note
-from ..runs.folder import draw_plots, model_bytes, save_model, write_validation_scores
+from ..runs.folder import draw_plots, draw_safely, model_bytes, save_model, write_validation_scores
 from ..runs.info import RunInfo
 from . import tracking
 from .context import Run
@@ -93,6 +95,8 @@ def validation_trust(run: Run, result: FitResult, decision: dict, calibration: d
         view["confidence"] = decided_confidence(probs, decided)
         view["correct"] = decided == labels
         view["risk_coverage"] = risk_coverage(view["confidence"], view["correct"])
+    view.update(split_groups(run, "validation", labels,
+                             decide_by_rule(probs, multi, decision, run.splits.labels.labels), probs))
     return view
 
 
@@ -102,7 +106,7 @@ def run_metrics(run: Run, result: FitResult, decision: dict, parameters: tuple[i
     from `validation_trust`), decision, training figures and history."""
     accelerator, t = run.accelerator, run.recipe.train
     trainable, total = parameters
-    trust = {k: v for k, v in (trust or {}).items() if k in ("calibration", "risk_coverage")}
+    trust = {k: v for k, v in (trust or {}).items() if k in ("calibration", "risk_coverage", "groups")}
     return {
         "validation": {**best_validation(result, run.multi_label), **trust, **validation_extra_metrics(run, result)},
         "decision": decision,
@@ -142,6 +146,7 @@ def write_run(run: Run, output: OutputFolder, metrics: dict, decision: dict, sta
         if run.splits.audit is not None:  # the exact data checks of setup (data.audit_checks)
             write_json(staging / "audit.json", run.splits.audit)
         draw_plots(staging, metrics, run.splits.labels.labels, run.multi_label, decision)
+        draw_groups(staging, metrics)
         tracking.finish(run.accelerator, staging, metrics)  # train.report_to: the end logged, its files sealed here
     return metrics
 
@@ -177,6 +182,7 @@ def _score_test(run: Run, classifier: Classifier, staging, validation_view: dict
         report["risk_coverage"] = risk_coverage(confidence, correct)
         if validation_view and validation_view.get("n"):
             report["risk_coverage"]["at_validation_thresholds"] = thresholds_on(validation_view, confidence, correct)
+    report.update(split_groups(run, "test", truth, decided, probs))
     report["texts_per_second"] = len(probs) / max(seconds, 1e-9)
     extra = load_extra_metrics(run.recipe.train.extra_metrics, run.multi_label)
     if extra:
@@ -207,3 +213,27 @@ def test_calibration(raw: np.ndarray, calibrated: np.ndarray, truth: np.ndarray,
             if probs is not None:
                 view[f"reliability_{name}"] = reliability_table(probs.max(1), probs.argmax(1) == truth)
     return view
+
+
+def split_groups(run: Run, split: str, truth, decided, probs: np.ndarray) -> dict:
+    """`data.group_column`: {"groups": the split's figures per group (`evaluation.slices.group_metrics`) and
+    the column}, from its calibrated probabilities and decisions; nothing without a group column."""
+    groups = (run.splits.groups or {}).get(split)
+    if groups is None:
+        return {}
+    view = group_metrics(groups, np.asarray(truth), np.asarray(decided), probs, run.multi_label)
+    worst = view["worst_group"]
+    log.info(f"{split} by `{run.recipe.data.group_column}`: {len(view['by_group'])} group(s); worst `{worst}` "
+             f"(accuracy {view['by_group'][worst]['accuracy']:.4f} on {view['by_group'][worst]['count']} rows)")
+    return {"groups": {"column": run.recipe.data.group_column, **view}}
+
+
+def draw_groups(staging, metrics: dict) -> None:
+    """`groups.png`: accuracy per group on test (else validation), the worst group highlighted."""
+    split = next((s for s in ("test", "validation") if (metrics.get(s) or {}).get("groups")), None)
+    if split is None:
+        return
+    scores, view = metrics[split], metrics[split]["groups"]
+    accuracy = "accuracy" if "accuracy" in scores else "subset_accuracy"
+    title = f"{split} {accuracy.replace('_', ' ')} by `{view['column']}`: worst `{view['worst_group']}`"
+    draw_safely(staging / "groups.png", lambda path: plot_group_accuracy(view, path, title, scores.get(accuracy)))
