@@ -104,3 +104,40 @@ def test_export_errors_are_explained(exported_full, tmp_path, cli):
     code, _, err = cli("export-onnx", run, tmp_path / "out", "--check-file", tmp_path / "missing.csv")
     assert code == 2 and "--check-file" in err and "--no-check" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_export_is_measured_against_the_float_model_and_refused_past_the_tolerance(tmp_path, tiny_full_run, cli):
+    code, out, err = cli("export-onnx", tiny_full_run, tmp_path / "int8", "--quantize", "int8")
+    assert code == 0, err
+    folder = tmp_path / "int8"
+    assert "model.float32.onnx" not in {p.name for p in folder.iterdir()}
+    check = json.loads((folder / "onnx_check.json").read_text())
+    int8 = check["int8"]
+    assert int8["passed"] and int8["texts"] == 400 and int8["int8_megabytes"] < int8["float_megabytes"]
+    # the reported float accuracy is the run's own test accuracy (same decisions as PyTorch's)
+    metrics = json.loads((tiny_full_run / "metrics.json").read_text())
+    assert abs(int8["float_accuracy"] - metrics["test"]["accuracy"]) < 1e-9
+    assert abs(int8["drop_points"] - 100 * (int8["float_accuracy"] - int8["int8_accuracy"])) < 1e-9
+    assert json.loads((folder / "textxfer.json").read_text())["onnx"]["quantization"].startswith("int8")
+    # the int8 graph answers with the same outputs as the float one
+    session = _session(folder)
+    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+    assert any(n.op_type in ("DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul")
+               for n in __import__("onnx").load(str(folder / "model.onnx")).graph.node)
+
+    # a tolerance below the measured loss is refused and nothing is written; one at or above it is kept
+    strict = max(int8["drop_points"] - 0.5, 0.0) if int8["drop_points"] > 0 else None
+    if strict is not None:
+        code, _, err = cli("export-onnx", tiny_full_run, tmp_path / "strict", "--quantize", "int8",
+                           "--max-accuracy-drop", str(strict))
+        assert code == 2 and "loses too much accuracy" in err and not (tmp_path / "strict").exists()
+    from textxfer.commands.onnx_quantize import QuantizedCheck
+
+    measured = dict(texts=100, agreement=0.97, float_onnx_seconds=2.0, int8_onnx_seconds=1.0, float_megabytes=4.0,
+                    int8_megabytes=1.0)
+    assert not QuantizedCheck(float_accuracy=0.90, int8_accuracy=0.88, max_drop=1.0, **measured).passed
+    assert QuantizedCheck(float_accuracy=0.90, int8_accuracy=0.895, max_drop=1.0, **measured).passed
+    code, _, err = cli("export-onnx", tiny_full_run, tmp_path / "x", "--quantize", "int8", "--no-check")
+    assert code == 2 and "needs the check" in err
+    code, _, err = cli("export-onnx", tiny_full_run, tmp_path / "x", "--quantize", "int8", "--max-accuracy-drop", "-1")
+    assert code == 2 and "--max-accuracy-drop" in err

@@ -43,8 +43,11 @@ from ..fsutil import write_json
 from ..outputs import OutputFolder
 from ..models.build import accepts_position_ids
 from ..models.quiet import quiet_loading
+from ..log import get_logger
 from ..runs.info import RunInfo
+from .onnx_quantize import DEFAULT_MAX_DROP, check_file_labels, check_quantize_options, compare_quantized, quantize_int8
 
+log = get_logger()
 ONNX_FILE = "model.onnx"
 CHECK_FILE = "onnx_check.json"
 # Logits of fp32 models differ between PyTorch and ONNX Runtime by float rounding only (fused kernels,
@@ -172,19 +175,21 @@ def _batches(tokenizer, texts: list[str], pairs: list[str] | None, max_length: i
 
 def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: list[str], pairs: list[str] | None,
                max_length: int, source: str, export_seconds: float = 0.0, batch_size: int = 64,
-               info: RunInfo | None = None) -> OnnxCheck:
+               info: RunInfo | None = None, reference: np.ndarray | None = None) -> OnnxCheck:
     """Run `texts` through PyTorch and ONNX Runtime in the same batches; compare the logits, and the
     graph's calibrated probabilities with textxfer's own (`calibrate` then softmax/sigmoid, as
-    `Classifier.predict_proba` computes them from the PyTorch logits)."""
+    `Classifier.predict_proba` computes them from the PyTorch logits). `reference`, if given (texts x
+    labels), receives PyTorch's logits in input order."""
     import onnxruntime  # optional dependency: the `onnx` extra
 
     from ..evaluation.decisions import probabilities
 
     wrapped = _Scores(model, accepts_position_ids(model)).eval()
     calibration, multi_label = (info.calibration, info.multi_label) if info is not None else (None, False)
-    torch_logits, ort_logits, ort_probs = [], [], []
+    torch_logits, ort_logits, ort_probs, order = [], [], [], []
     torch_seconds = ort_seconds = 0.0
-    for _, batch in _batches(tokenizer, texts, pairs, max_length, names, batch_size):
+    for rows, batch in _batches(tokenizer, texts, pairs, max_length, names, batch_size):
+        order.extend(rows)
         started = time.perf_counter()
         with torch.inference_mode():
             torch_logits.append(wrapped(**{n: torch.from_numpy(v) for n, v in batch.items()})[0].float().numpy())
@@ -198,6 +203,8 @@ def check_onnx(model: nn.Module, session, tokenizer, names: list[str], texts: li
     expected = probabilities(calibrate(torch.from_numpy(a), calibration), multi_label)
     prob_diff = float(np.abs(expected - np.concatenate(ort_probs)).max()) if len(texts) else 0.0
     mismatches = int((a.argmax(-1) != b.argmax(-1)).sum())
+    if reference is not None and len(texts):
+        reference[np.asarray(order)] = a  # PyTorch's logits in input order, for the int8 comparison
     return OnnxCheck(texts=len(texts), source=source, argmax_agreement=1 - mismatches / max(len(texts), 1),
                      mismatches=mismatches, max_abs_diff=float(np.abs(a - b).max()) if len(texts) else 0.0,
                      max_abs_prob_diff=prob_diff,
@@ -225,19 +232,24 @@ def _check_texts(run_dir: Path, info: RunInfo, check_file: str | None):
 
 
 def export_onnx(run_dir: str | Path, output_dir: str | Path, check: bool = True, check_file: str | None = None,
-                opset: int | None = None, overwrite: bool = False) -> tuple[Path, OnnxCheck | None]:
+                opset: int | None = None, overwrite: bool = False, quantize: str | None = None,
+                max_accuracy_drop: float = DEFAULT_MAX_DROP) -> tuple[Path, OnnxCheck | None]:
     """Export a full or merged run to `output_dir/model.onnx` with its config, tokenizer and labels; with
-    `check`, compare ONNX Runtime with PyTorch on the test set and fail when they disagree."""
+    `check`, compare ONNX Runtime with PyTorch on the test set and fail when they disagree. With
+    `quantize="int8"`, `model.onnx` holds int8 weights, kept only if its accuracy on the labeled check
+    texts is at most `max_accuracy_drop` points below the float model's (see `onnx_quantize`)."""
     _require_runtime()
+    check_quantize_options(quantize, check, max_accuracy_drop)
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     target = OutputFolder(output_dir, overwrite=overwrite, inputs=[run_dir, check_file], setting="OUTPUT_DIR",
                           kind="ONNX export", overwrite_hint="--overwrite")
     with target:
-        return _export(run_dir, target, check, check_file, opset)
+        return _export(run_dir, target, check, check_file, opset, quantize, max_accuracy_drop)
 
 
 def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | None,
-            opset: int | None) -> tuple[Path, OnnxCheck | None]:
+            opset: int | None, quantize: str | None = None,
+            max_drop: float = DEFAULT_MAX_DROP) -> tuple[Path, OnnxCheck | None]:
     import onnxruntime  # optional dependency: the `onnx` extra
 
     output_dir = target.path
@@ -245,6 +257,7 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
     texts = pairs = source = None
     if check:  # find the texts before the (slow) export: a missing file fails fast
         texts, pairs, source = _check_texts(run_dir, info, check_file)
+        gold = check_file_labels(run_dir, info, source, len(info.labels)) if quantize else None
     names = _input_names(model, tokenizer)
     wrapped = _Scores(model, accepts_position_ids(model), info.calibration, info.multi_label).eval()
     firsts = ["an example text to trace the graph", "and another, longer example text to trace it with"]
@@ -277,9 +290,14 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
         result = None
         if check:
             session = onnxruntime.InferenceSession(str(staging / ONNX_FILE), providers=["CPUExecutionProvider"])
+            reference = np.zeros((len(texts), len(info.labels)), dtype=np.float32) if quantize else None
             result = check_onnx(model, session, tokenizer, names, texts, pairs, info.max_length, source,
-                                export_seconds, info=info)
-            write_json(staging / CHECK_FILE, {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF})
+                                export_seconds, info=info, reference=reference)
+            written = {**asdict(result), "passed": result.passed, "max_abs_diff_allowed": MAX_ABS_DIFF}
+            if quantize and result.passed:
+                written["int8"] = _quantize(staging, run_dir, output_dir, tokenizer, names, texts, pairs, info,
+                                            reference, gold, max_drop)
+            write_json(staging / CHECK_FILE, written)
             if not result.passed:
                 failed = output_dir.with_name(f"{output_dir.name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
                 staging.rename(failed)  # a new name: never a folder of the user's
@@ -287,3 +305,22 @@ def _export(run_dir: Path, target: OutputFolder, check: bool, check_file: str | 
                                     f"kept in {failed} for inspection, not in {output_dir}; report it with the torch and "
                                     f"onnxruntime versions ({result.torch_version}, {result.onnxruntime_version}).")
     return output_dir, result
+
+
+def _quantize(staging: Path, run_dir: Path, output_dir: Path, tokenizer, names, texts, pairs, info: RunInfo,
+              reference: np.ndarray, gold: np.ndarray, max_drop: float) -> dict:
+    """Replace the checked float graph in `staging` by its int8 version, if that keeps the accuracy."""
+    float_path, int8_path = staging / "model.float32.onnx", staging / ONNX_FILE
+    (staging / ONNX_FILE).rename(float_path)
+    quantize_int8(float_path, int8_path)
+    batches = list(_batches(tokenizer, texts, pairs, info.max_length, names, 64))
+    result = compare_quantized(float_path, int8_path, reference, batches, gold, info, max_drop)
+    log.info(result.summary())
+    if not result.passed:
+        raise TextxferError(f"The int8 graph of {run_dir} loses too much accuracy: {result.summary()}. Nothing was "
+                            f"written to {output_dir}. Export float32 (leave out --quantize), or allow a larger loss "
+                            f"with --max-accuracy-drop POINTS.")
+    float_path.unlink()
+    written = RunInfo.read(staging)
+    written.replace(onnx={**written.onnx, "quantization": "int8 weights (ONNX Runtime dynamic quantization)"}).write(staging)
+    return {**asdict(result), "drop_points": result.drop, "passed": True}
