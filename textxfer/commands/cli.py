@@ -30,209 +30,10 @@ from .._version import __version__
 from ..errors import TextxferError
 from ..log import cli_handlers, get_logger
 from ..methods import method_names
+from .handlers import (cmd_adapt, cmd_audit, cmd_compare, cmd_ensemble, cmd_explain, cmd_export_onnx, cmd_merge,
+                       cmd_predict, cmd_push, cmd_select, cmd_serve, cmd_shift, cmd_train, cmd_tune)
 
 log = get_logger()
-
-
-def _train(args) -> int:
-    from ..config import load_recipe
-    from ..training.trainer import is_main_process, train
-
-    recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
-    if recipe.push_to_hub is not None:  # token, offline mode, base model: fail now, not after training
-        from .push import check_can_push
-
-        check_can_push(recipe)
-    metrics = train(recipe)
-    if not is_main_process():
-        return 0
-    split = "test" if "test" in metrics else "validation"
-    scores = metrics[split]
-    shown = ", ".join(f"{key.replace('_', '-')} {scores[key]:.4f}"
-                      for key in ("accuracy", "micro_f1", "macro_f1", "subset_accuracy") if key in scores)
-    extra = ""
-    if "precision_recall" in scores:
-        positive = scores["precision_recall"]["positive_label"]
-        recall = scores["per_class"][positive]["recall"]
-        precision = scores["per_class"][positive]["precision"]
-        extra = f"; {positive}: precision {precision:.4f}, recall {recall:.4f}"
-    log.info(f"{split} {shown} on {scores['n']} rows{extra}; run saved in {recipe.output_dir}")
-    if recipe.push_to_hub is not None:
-        from .push import push
-
-        settings = recipe.push_to_hub
-        try:
-            result = push(recipe.output_dir, settings.repo_id, settings.private, settings.revision,
-                          settings.base_model, settings.license)
-        except TextxferError as exc:
-            raise TextxferError(f"{exc} The run itself is saved in {recipe.output_dir}; push it later with `textxfer "
-                                f"push {recipe.output_dir} --repo-id {settings.repo_id}`.") from None
-        _print_push(result)
-    return 0
-
-
-def _print_push(result) -> None:
-    log.info(f"pushed {len(result.files)} files ({', '.join(result.files)}) to {result.repo_url} "
-             f"(revision {result.revision}); commit {result.commit_url}")
-
-
-def _push(args) -> int:
-    from .push import dry_run, push
-
-    if args.dry_run:
-        result = dry_run(args.run_dir, args.dry_run, args.repo_id, args.base_model, args.license, args.revision)
-        size = sum((result.folder / name).stat().st_size for name in result.files)
-        log.info(f"dry run: wrote the {len(result.files)} files a push to {args.repo_id} (revision "
-                 f"{result.revision}) would upload, {size / 2**20:.1f} MiB, to {result.folder}: "
-                 f"{', '.join(result.files)}" + (f"; not uploaded: {', '.join(result.left_out)}" if result.left_out else ""))
-        return 0
-    _print_push(push(args.run_dir, args.repo_id, args.private, args.revision, args.base_model, args.license,
-                     args.commit_message))
-    return 0
-
-
-def _export_onnx(args) -> int:
-    from .export_onnx import export_onnx
-
-    out, check = export_onnx(args.run_dir, args.output_dir, check=not args.no_check, check_file=args.check_file,
-                             opset=args.opset, overwrite=args.overwrite, quantize=args.quantize,
-                             max_accuracy_drop=args.max_accuracy_drop)
-    if check is not None:
-        log.info(check.summary())
-    log.info(f"exported {args.run_dir} to {out / 'model.onnx'} (with config.json, tokenizer and labels)")
-    return 0
-
-
-def _predict(args) -> int:
-    from ..data.io import check_readable
-    from ..data.tables_out import check_output_path
-    from ..inference import load_classifier
-    from ..inference.batch import launched_processes, predict_file
-
-    from ..evaluation.abstention import check_coverage, check_min_confidence
-
-    if args.min_confidence is not None and args.coverage is not None:
-        raise TextxferError("Give either --min-confidence (a threshold on the calibrated score) or --coverage (the "
-                            "share of texts to decide, turned into a threshold on validation), not both.")
-    threshold = check_min_confidence(args.min_confidence)  # the arguments and paths first: loading takes seconds
-    coverage = None if args.coverage is None else check_coverage(args.coverage)
-    if args.chunk_rows < 1:
-        raise TextxferError(f"--chunk-rows is {args.chunk_rows}; give a positive number of rows to read at a time.")
-    check_readable(args.input, "input")
-    check_output_path(args.output, [args.input])
-    processes, device = launched_processes()  # under `accelerate launch`: share the batches
-    classifier = load_classifier(args.run_dir, device)
-    if coverage is not None:
-        threshold, kept, accuracy = classifier.threshold_for_coverage(coverage)
-        if processes.is_main:
-            log.info(f"--coverage {coverage:g}: minimum confidence {threshold:.4f}, which keeps {kept:.1%} "
-                     f"of the run's validation texts at validation accuracy {accuracy:.4f}")
-    text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
-    n = predict_file(classifier, args.input, args.output, text_column, args.pair_column,
-                     escape_formulas=not args.raw_csv, min_confidence=threshold, chunk_rows=args.chunk_rows,
-                     processes=processes)
-    if processes.is_main:
-        log.info(f"wrote {n} predictions to {args.output}"
-                 + (f" ({processes.count} processes)" if processes.count > 1 else ""))
-    return 0
-
-
-def _merge(args) -> int:
-    from .merge import merge
-
-    out = merge(args.run_dir, args.output_dir, overwrite=args.overwrite)
-    log.info(f"merged the adapters of {args.run_dir} into a standalone model in {out} "
-             f"(loads with AutoModelForSequenceClassification; labels kept)")
-    return 0
-
-
-def _adapt(args) -> int:
-    from .adapt import adapt
-    from ..config import load_recipe
-
-    recipe = load_recipe(args.recipe, [*args.overrides, *(["overwrite=true"] if args.overwrite else [])])
-    adapt(recipe, args.output, args.epochs, args.lr, args.mlm_probability)
-    return 0
-
-
-def _compare(args) -> int:
-    if args.active_learning:
-        from . import active_learning as al
-
-        al.simulate_command(args.recipe, args.overrides, al.parse_strategies(args.strategies), args.seeds,
-                            args.start_per_class, args.batch, args.rounds, al.parse_retrain(args.retrain))
-        return 0
-    from .compare import compare, parse_budgets, parse_strategies
-
-    compare(args.recipe, args.overrides, parse_strategies(args.strategies or "base,scratch,feature_extraction,full"),
-            parse_budgets(args.per_class), args.seeds)
-    return 0
-
-
-def _ensemble(args) -> int:
-    from .ensemble import build_ensemble
-
-    metrics = build_ensemble(args.run_dirs, args.output, args.rule, overwrite=args.overwrite)
-    split = "test" if "test" in metrics else "validation"
-    best = max(metrics["members"], key=lambda m: m[split]["accuracy"])
-    scores = metrics[split]
-    log.info(f"ensemble of {len(metrics['members'])} runs ({metrics['combine']}): {split} accuracy "
-             f"{scores['accuracy']:.4f}, macro-f1 {scores['macro_f1']:.4f} on {scores['n']} rows (best member: "
-             f"{best['run']} {best[split]['accuracy']:.4f}); saved in {args.output}")
-    return 0
-
-
-def _tune(args) -> int:
-    from .tune import tune
-
-    tune(args.recipe, args.overrides, args.trials, space=args.space, storage=args.storage, study_name=args.study_name,
-         output=args.output, metric=args.metric, keep=args.keep, seed=args.seed)
-    return 0
-
-
-def _explain(args) -> int:
-    from .explain import explain_command
-
-    explain_command(args.run_dir, args.inputs, label=args.label, html=args.html, json_path=args.json,
-                    steps=args.steps, text_column=args.text_column)
-    return 0
-
-
-def _audit(args) -> int:
-    from ..config import load_recipe
-    from .audit import audit
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    audit(recipe, args.output, args.near_duplicate_threshold, not args.no_near_duplicates, args.label_errors,
-          args.folds, overwrite=args.overwrite)
-    return 0
-
-
-def _shift(args) -> int:
-    from .shift import shift
-
-    shift(args.run_dir, args.new_file, args.output, text_column=args.text_column, max_texts=args.max_texts,
-          overwrite=args.overwrite)
-    return 0
-
-
-def _select(args) -> int:
-    from .select import select_to_label
-
-    text_column = args.text_column.split(",") if args.text_column and "," in args.text_column else args.text_column
-    done = select_to_label(args.run_dir, args.pool, args.output, args.n, args.strategy, args.seed, text_column,
-                           args.pair_column, args.labeled or [], escape_formulas=not args.raw_csv)
-    log.info(f"wrote the {done.written} texts to label next ({args.strategy}) to {args.output}; left out of the "
-             f"{done.pool} pool texts: {done.already_labeled} already labeled, {done.repeats} repeats")
-    return 0
-
-
-def _serve(args) -> int:
-    from ..serving.server import serve
-
-    serve(args.run_dir, args.host, args.port, args.backend, args.max_batch, args.max_wait_ms, args.max_texts,
-          args.max_chars, access_log=args.verbose)
-    return 0
 
 
 _OVERWRITE_HELP = ("replace the output folder if it is a finished output of textxfer's holding nothing else (kept "
@@ -259,7 +60,7 @@ def _add_train(sub) -> None:
     train.add_argument("overrides", nargs="*", help="recipe overrides as dotted key=value, e.g. train.lr=3e-5")
     train.add_argument("--overwrite", action="store_true", help="replace output_dir if it holds a finished textxfer "
                        "run (kept intact until the new run is complete); other folders are never replaced")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=cmd_train)
 
 
 def _add_predict(sub) -> None:
@@ -280,7 +81,7 @@ def _add_predict(sub) -> None:
                          "accuracy is reported")
     predict.add_argument("--chunk-rows", type=int, default=20000, metavar="N", help="rows read, classified and "
                          "written at a time: a file larger than memory streams through (default 20000)")
-    predict.set_defaults(func=_predict)
+    predict.set_defaults(func=cmd_predict)
 
 
 def _add_merge(sub) -> None:
@@ -288,7 +89,7 @@ def _add_merge(sub) -> None:
     merge.add_argument("run_dir", help="the output_dir of a finished lora or qlora run")
     merge.add_argument("output_dir", help="where to write the merged model")
     merge.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    merge.set_defaults(func=_merge)
+    merge.set_defaults(func=cmd_merge)
 
 
 def _add_adapt(sub) -> None:
@@ -301,7 +102,7 @@ def _add_adapt(sub) -> None:
     ad.add_argument("--lr", type=float, default=5e-5, help="peak learning rate")
     ad.add_argument("--mlm-probability", type=float, default=0.15, help="share of tokens masked (encoders)")
     ad.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    ad.set_defaults(func=_adapt)
+    ad.set_defaults(func=cmd_adapt)
 
 
 def _add_compare(sub) -> None:
@@ -325,7 +126,7 @@ def _add_compare(sub) -> None:
     comp.add_argument("--retrain", default="feature_extraction", help="--active-learning: what is retrained each "
                       "round, comma-separated: feature_extraction (a head on cached features), self_training, or a "
                       "method (a run per round)")
-    comp.set_defaults(func=_compare)
+    comp.set_defaults(func=cmd_compare)
 
 
 def _add_push(sub) -> None:
@@ -340,7 +141,7 @@ def _add_push(sub) -> None:
     pu.add_argument("--base-model", help="Hub id of the base model, when the run was trained from a local folder")
     pu.add_argument("--license", help="license id for the model card (default: the embedded base model's, else `other`)")
     pu.add_argument("--commit-message", help="commit message (default: `textxfer: upload RUN_NAME`)")
-    pu.set_defaults(func=_push)
+    pu.set_defaults(func=cmd_push)
 
 
 def _add_export_onnx(sub) -> None:
@@ -356,7 +157,7 @@ def _add_export_onnx(sub) -> None:
     ox.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS", help="--quantize: refuse the "
                     "int8 graph if its accuracy is more than this many points below the float model's (default 1)")
     ox.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    ox.set_defaults(func=_export_onnx)
+    ox.set_defaults(func=cmd_export_onnx)
 
 
 def _add_ensemble(sub) -> None:
@@ -368,7 +169,7 @@ def _add_ensemble(sub) -> None:
     en.add_argument("--rule", choices=["mean_log_prob", "mean_prob"],
                     help="how probabilities are averaged (default: the better one on validation)")
     en.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    en.set_defaults(func=_ensemble)
+    en.set_defaults(func=cmd_ensemble)
 
 
 def _add_tune(sub) -> None:
@@ -389,7 +190,7 @@ def _add_tune(sub) -> None:
     tu.add_argument("--keep", choices=["best", "all", "none"], default="best", help="trial run folders to keep")
     tu.add_argument("--seed", type=int, help="the sampler's seed (default: the recipe's train.seed); give each "
                                              "machine of a shared study its own")
-    tu.set_defaults(func=_tune)
+    tu.set_defaults(func=cmd_tune)
 
 
 def _add_explain(sub) -> None:
@@ -404,7 +205,7 @@ def _add_explain(sub) -> None:
     ex.add_argument("--json", metavar="FILE", help="also write the per-token and per-word scores as JSON (`-`: stdout)")
     ex.add_argument("--steps", type=int, default=50, help="integration steps (more: closer to exact, slower)")
     ex.add_argument("--text-column", help="text column(s) of FILE, comma-separated, if not the run's")
-    ex.set_defaults(func=_explain)
+    ex.set_defaults(func=cmd_explain)
 
 
 def _add_audit(sub) -> None:
@@ -422,7 +223,7 @@ def _add_audit(sub) -> None:
     au.add_argument("--no-near-duplicates", action="store_true", help="skip the model-based near-duplicate search "
                                                                       "(the exact checks need no model)")
     au.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    au.set_defaults(func=_audit)
+    au.set_defaults(func=cmd_audit)
 
 
 def _add_shift(sub) -> None:
@@ -435,7 +236,7 @@ def _add_shift(sub) -> None:
     sh.add_argument("--text-column", help="text column of NEW_FILE, if not the run's")
     sh.add_argument("--max-texts", type=int, default=5000, help="texts per side, drawn at random (seeded) from larger sets")
     sh.add_argument("--overwrite", action="store_true", help=_OVERWRITE_HELP)
-    sh.set_defaults(func=_shift)
+    sh.set_defaults(func=cmd_shift)
 
 
 def _add_select(sub) -> None:
@@ -455,7 +256,7 @@ def _add_select(sub) -> None:
     se.add_argument("--text-column", help="text column(s) of POOL, comma-separated, if not the run's")
     se.add_argument("--pair-column", help="pair text column of POOL, if the run classifies pairs and it is not the run's")
     se.add_argument("--raw-csv", action="store_true", help="write CSV/TSV cells as they are (no formula escaping)")
-    se.set_defaults(func=_select)
+    se.set_defaults(func=cmd_select)
 
 
 def _add_serve(sub) -> None:
@@ -472,7 +273,7 @@ def _add_serve(sub) -> None:
                                                                    "to fill a batch (a lone request never waits)")
     sv.add_argument("--max-texts", type=int, default=256, help="most texts per request (more: 413)")
     sv.add_argument("--max-chars", type=int, default=20000, help="most characters per text (more: 413)")
-    sv.set_defaults(func=_serve)
+    sv.set_defaults(func=cmd_serve)
 
 
 def _quiet_libraries(verbose: bool) -> None:
