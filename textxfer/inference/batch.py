@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.splits import texts_of
+from ..data.rows import texts_of
 from ..data.streaming import DEFAULT_CHUNK_ROWS, iter_chunks
 from ..data.tables_out import TableWriter, check_output_path, output_format
 from ..models.build import has_accelerator
