@@ -343,6 +343,23 @@ def test_pairs_and_a_runs_own_min_confidence_in_process(tmp_path, tiny_bert, tin
         assert body["predictions"][0]["abstained"] is False and body["predictions"][0]["label"]
 
 
+
+def test_a_feature_extraction_run_and_an_ensemble_serve_what_predict_gives(tmp_path, tiny_full_run, tiny_fe_run):
+    from fastapi.testclient import TestClient
+
+    from textxfer.commands.cli import main
+    from textxfer.serving.app import Limits, create_app
+    from textxfer.serving.backends import load_backend
+
+    ensemble = tmp_path / "ensemble"
+    assert main(["ensemble", str(tiny_full_run), str(tiny_fe_run), "--output", str(ensemble)]) == 0
+    for run in (tiny_fe_run, ensemble):
+        expected = _predict_csv(run, TEST_CSV, tmp_path / f"{run.name}.csv")
+        with TestClient(create_app(*load_backend(run), Limits(max_texts=400))) as client:
+            response = client.post("/predict", json={"texts": [r["text"] for r in expected]})
+            _assert_same(response.json()["predictions"], expected)
+            assert client.get("/metadata").json()["method"] == ("ensemble" if run == ensemble else "feature_extraction")
+
 # The batcher on its own: a model function that blocks until told, so the batches are known.
 
 def _batcher_run(max_batch: int, max_wait_ms: float, sizes: list[int]):
@@ -414,3 +431,14 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on():
         return result
 
     assert asyncio.run(main()).tolist() == [[1.0]]
+
+
+def test_length_batches_cover_every_row_once_and_keep_short_texts_off_long_padding():
+    from textxfer.serving.backends import length_batches
+
+    lengths = [12, 80, 9, 11, 78, 10, 13, 79] * 4
+    batches = length_batches(lengths, max_batch=64, pass_cost=48)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [max(lengths[i] for i in b) for b in batches] == [13, 80]  # two passes: the short ones, the long ones
+    assert all(len(b) <= 5 for b in length_batches(lengths, max_batch=5))
+    assert length_batches([20] * 10, max_batch=64) == [list(range(10))]  # equal lengths: one pass

@@ -15,13 +15,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.batching import PadCollator, TokenizedDataset, eval_loader, tokenize
+from torch.utils.data import DataLoader
+
+from ..data.batching import PadCollator, TokenizedDataset, tokenize
 from ..errors import TextxferError
 from ..evaluation.decisions import aggregate
 from ..inference import Classifier, EnsembleClassifier, load_classifier
 from ..runs.info import RunInfo
 
 BACKENDS = ("torch", "onnx")
+# What one more forward pass costs beyond its tokens, in padded tokens: Python and kernel-launch overhead
+# of a pass, measured on MiniLM-L6 on a 2-core CPU (bench/serve.py). It sets where `length_batches` cuts.
+PASS_COST_TOKENS = 48
+
+
+def length_batches(lengths: list[int], max_batch: int, pass_cost: int = PASS_COST_TOKENS) -> list[list[int]]:
+    """Row indices in forward batches of at most `max_batch`, sorted by length and cut where the padding
+    a longer neighbour forces on shorter rows costs more than another pass: the partition of the sorted
+    rows that minimises `passes * pass_cost + sum(rows * longest)` (dynamic programming, O(n * max_batch)).
+    A gathered batch of short and long requests runs as a few passes of similar lengths, not one padded
+    to its longest text."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    best, cut = [0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(max(0, end - max_batch), end):
+            cost = best[start] + pass_cost + (end - start) * longest
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    batches, end = [], len(order)
+    while end:
+        batches.append(order[cut[end]:end])
+        end = cut[end]
+    return batches[::-1]
 
 
 class InMemoryTable:
@@ -59,7 +85,8 @@ class _ServedLogits:
         info = self.info
         dataset = TokenizedDataset(tokenize(InMemoryTable(columns), self.tokenizer, info.max_length, info.long_text,
                                             info.stride, info.max_chunks))
-        loader, _ = eval_loader(dataset, batch_size or info.eval_batch_size, self.collate)
+        batches = length_batches(dataset.lengths, batch_size or info.eval_batch_size)
+        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate)
         chunks, docs = [], []
         for batch in loader:
             docs.append(batch.pop("doc"))
