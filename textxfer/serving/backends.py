@@ -6,7 +6,8 @@ run's calibration, decision rule, per-label thresholds and abstention threshold;
 tokenized in memory by the same `data.batching.tokenize` that training and `predict` use, without
 building a `datasets.Dataset` per call. A `datasets` map hashes its function, tokenizer included, with
 dill on every call (about 0.1 s for a BERT vocabulary on a 2-core CPU), which a server would pay on
-every batch: many times the model's own time for a short text.
+every batch: many times the model's own time for a short text. And a gathered batch runs in passes of
+similar lengths (`length_batches`), not in one pass padded to its longest text.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from torch.utils.data import DataLoader
-
 from ..data.batching import PadCollator, TokenizedDataset, tokenize
 from ..errors import TextxferError
 from ..evaluation.decisions import aggregate
@@ -24,9 +23,10 @@ from ..inference import Classifier, EnsembleClassifier, load_classifier
 from ..runs.info import RunInfo
 
 BACKENDS = ("torch", "onnx")
-# What one more forward pass costs beyond its tokens, in padded tokens: Python and kernel-launch overhead
-# of a pass, measured on MiniLM-L6 on a 2-core CPU (bench/serve.py). It sets where `length_batches` cuts.
-PASS_COST_TOKENS = 48
+# What one more forward pass costs beyond its tokens, in padded tokens: the fixed (Python, kernel launch)
+# part of a pass. MiniLM-L6 on a 2-core CPU: about 6 ms a pass and 0.11 ms a padded token (batch x length
+# from 1 x 8 to 64 x 40). It sets where `length_batches` cuts; bigger models cut a little too often.
+PASS_COST_TOKENS = 56
 
 
 def length_batches(lengths: list[int], max_batch: int, pass_cost: int = PASS_COST_TOKENS) -> list[list[int]]:
@@ -85,10 +85,9 @@ class _ServedLogits:
         info = self.info
         dataset = TokenizedDataset(tokenize(InMemoryTable(columns), self.tokenizer, info.max_length, info.long_text,
                                             info.stride, info.max_chunks))
-        batches = length_batches(dataset.lengths, batch_size or info.eval_batch_size)
-        loader = DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate)
         chunks, docs = [], []
-        for batch in loader:
+        for rows in length_batches(dataset.lengths, batch_size or info.eval_batch_size):
+            batch = self.collate([dataset[i] for i in rows])  # what a DataLoader would do, without its per-call setup
             docs.append(batch.pop("doc"))
             chunks.append(self._forward(batch))
         logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
