@@ -137,6 +137,16 @@ def test_select_leaves_out_labeled_texts_and_repeats_and_ranks_by_margin(tmp_pat
     assert gaps == sorted(gaps) and isinstance(spread[0]["score"], float)
 
 
+def test_select_clusters_a_fine_tuned_run_on_its_base_model_features(tmp_path, cli, tiny_full_run):
+    pool, labeled, new = _pool(tmp_path)
+    code, stdout, err = cli("select", tiny_full_run, pool, "-n", "4", "--strategy", "margin_kmeans", "-o",
+                            tmp_path / "picked.tsv", "--labeled", labeled, "--seed", "3")
+    assert code == 0, err
+    with open(tmp_path / "picked.tsv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4"] and all(r["text"] in new for r in rows)
+
+
 @pytest.mark.parametrize("make_args, words", [
     (lambda tmp, run, pool: [run, pool, "-n", "5", "--strategy", "magic"], ["'magic'", "margin_kmeans"]),
     (lambda tmp, run, pool: [run, pool, "-n", "0"], ["-n", "positive integer"]),

@@ -37,7 +37,7 @@ def markdown(records: list[dict], settings: dict, retrains: list[str], strategie
              f"self-training round, and are never labeled from the pool); test: {s['test']} rows. Each series starts "
              f"from {s['start_per_class']} labeled rows per class ({s['start_labels']} labels, seeded) and labels "
              f"{s['batch']} more per round. Test accuracy (%), mean ± std over seeds; the best strategy per row in "
-             f"**bold**; gain = the best minus `random`.", ""]
+             f"**bold** (none on a tie); gain = the best minus `random`.", ""]
     for retrain in retrains:
         table = {strategy: {c[0]: c for c in curves(records, retrain, strategy)} for strategy in strategies}
         rounds = sorted({r for rows in table.values() for r in rows})
@@ -50,7 +50,8 @@ def markdown(records: list[dict], settings: dict, retrains: list[str], strategie
             row = {name: table[name].get(round_) for name in strategies}
             present = {name: c for name, c in row.items() if c is not None}
             best = max(present, key=lambda name: present[name][2])
-            cells = [f"**{_cell(c)}**" if name == best and len(present) > 1 else _cell(c) for name, c in row.items()]
+            tied = sum(round(c[2], 6) == round(present[best][2], 6) for c in present.values()) > 1
+            cells = [f"**{_cell(c)}**" if name == best and not tied else _cell(c) for name, c in row.items()]
             gain = (f"{100 * (present[best][2] - present['random'][2]):+.1f}" if "random" in present else "–")
             labels = statistics.mean(c[1] for c in present.values())
             lines.append(f"| {round_} | {labels:.0f} | " + " | ".join(cells) + f" | {gain} |")
