@@ -8,6 +8,7 @@ refused, with both figures, when it loses more than `max_drop` points.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,12 +78,18 @@ def quantize_int8(source: Path, target: Path) -> None:
     """Write `source`'s graph with int8 weights (ONNX Runtime's `quantize_dynamic`) to `target`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # onnxruntime's quantizer logs through the root logger (`logging.info`), which configures a root handler
+    # when there is none: every textxfer line would then print twice. A placeholder handler prevents that.
+    root, placeholder = logging.getLogger(), logging.NullHandler()
+    root.addHandler(placeholder)
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types; one paragraph for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TextxferError(f"ONNX Runtime could not quantize {source}: {first}. The float32 export works; leave out "
                             f"--quantize, or try another onnxruntime version.") from None
+    finally:
+        root.removeHandler(placeholder)
 
 
 def check_file_labels(run_dir: Path, info: RunInfo, path: str, labels_count: int) -> np.ndarray:
