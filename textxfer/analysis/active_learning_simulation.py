@@ -158,8 +158,9 @@ def _fit_run(setup: Setup, retrain: Retrain, labeled: list[int], seed: int, tag:
         write_table(validation, {"text": list(setup.splits.validation["text"]),
                                  "label": [names[i] for i in setup.splits.validation["label"]]}, escape_formulas=False)
     train_file = data / f"train-{tag}.csv"
-    write_table(train_file, {"text": [pool["text"][i] for i in labeled],
-                             "label": [names[pool["label"][i]] for i in labeled]}, escape_formulas=False)
+    texts, labels = list(pool["text"]), list(pool["label"])
+    write_table(train_file, {"text": [texts[i] for i in labeled], "label": [names[labels[i]] for i in labeled]},
+                escape_formulas=False)
     out = setup.work / "runs" / tag
     cell = load_recipe(setup.recipe_path, ["train.epochs=null", "train.lr=null", *setup.overrides, *SELF_TRAINING_OFF,
                                            f"model.method={retrain.method}", f"train.seed={seed}",
@@ -169,7 +170,6 @@ def _fit_run(setup: Setup, retrain: Retrain, labeled: list[int], seed: int, tag:
     with _quiet():
         scores = train(cell)["test"]
     classifier = load_classifier(out)
-    texts = list(pool["text"])
     return _Fitted({"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "n": scores["n"]},
                    lambda rows: classifier.predict_proba([texts[i] for i in rows]))
 
