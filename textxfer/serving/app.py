@@ -138,7 +138,8 @@ def _check(request: PredictRequest, classifier: Classifier, limits: Limits) -> N
     """The limits and the run's shape (pairs or not), before anything queues."""
     texts, pairs, pair_column = request.texts, request.pairs, classifier.info.text_pair_column
     if not texts:
-        raise Refused(422, "`texts` is empty: send at least one text, e.g. {\"texts\": [\"my card was charged twice\"]}.")
+        raise Refused(422, "`texts` is empty: send at least one text, e.g. "
+                           "{\"texts\": [\"my card was charged twice\"]}.")
     if len(texts) > limits.max_texts:
         raise Refused(413, f"{len(texts)} texts in one request; this server takes at most {limits.max_texts} "
                            f"(`--max-texts`): split them over several requests.")
@@ -151,7 +152,8 @@ def _check(request: PredictRequest, classifier: Classifier, limits: Limits) -> N
         raise Refused(422, "`min_confidence` applies to single-label runs; this run is multi-label: each label is "
                            "decided by its own threshold, tuned on validation. Leave it out.")
     if pair_column and pairs is None:
-        raise Refused(422, f"This run classifies text pairs (`{pair_column}` with each text): send `pairs`, one per text.")
+        raise Refused(422, f"This run classifies text pairs (`{pair_column}` with each text): send `pairs`, one "
+                           f"per text.")
     if not pair_column and pairs is not None:
         raise Refused(422, "This run classifies single texts, not pairs: leave out `pairs`.")
     if pairs is not None and len(pairs) != len(texts):
@@ -205,8 +207,8 @@ class _BodyLimit:
             if length is not None and length.isdigit() and int(length) > self.limit:
                 body = json.dumps({"error": f"The request body has {int(length)} bytes; this server takes at most "
                                             f"{self.limit}: send fewer or shorter texts.", "status": 413}).encode()
-                await send({"type": "http.response.start", "status": 413,
-                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 413, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

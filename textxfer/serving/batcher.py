@@ -71,7 +71,8 @@ class Batcher:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        expected, carry = 1, None  # requests in the previous batch (how many to wait for under load); a held-over request
+        expected = 1  # requests in the previous batch: how many to wait for under load
+        carry = None  # a request that did not fit in the previous batch
         while True:
             first = carry if carry is not None else self._queue.get()
             if first is None:
