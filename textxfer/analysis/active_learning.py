@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.splits import per_class_sample
 from ..errors import TextxferError
 from ..methods import get_method, method_names
 
@@ -150,16 +151,6 @@ def rank(probs: np.ndarray, strategy: str, n: int, seed: int = 0, embeddings: np
 
 def per_class_start(labels: list[int], per_class: int, seed: int) -> list[int]:
     """Seeded, stratified: `per_class` row indices of every class (all of a smaller class), sorted. The
-    draw of `textxfer compare`'s per-class sampler, so a seed starts from the rows a compare cell of that
-    budget trains on."""
-    import random
-
-    rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    picked = []
-    for label in sorted(by_class):
-        rows = by_class[label]
-        picked += rng.sample(rows, min(per_class, len(rows)))
-    return sorted(picked)
+    draw of `textxfer compare`'s per-class sampler (`data.splits.per_class_sample`), so a seed starts
+    from the rows a compare cell of that budget trains on."""
+    return per_class_sample(labels, per_class, seed)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from transformers import AutoModel
 
 from ..config import Recipe, load_recipe
 from ..data.batching import PadCollator, TokenizedDataset, eval_loader, input_order, tokenize
-from ..data.splits import load_splits
+from ..data.splits import load_splits, per_class_sample
 from ..errors import TextxferError
 from ..evaluation.report import plot_budget_curves
 from ..fsutil import write_json
@@ -91,17 +90,7 @@ def parse_strategies(text: str) -> list[str]:
 
 def subsample(labels: list[int], per_class: int | None, seed: int) -> list[int]:
     """Seeded, stratified: `per_class` row indices of every class (all of a smaller class), sorted."""
-    if per_class is None:
-        return list(range(len(labels)))
-    rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    picked = []
-    for label in sorted(by_class):
-        rows = by_class[label]
-        picked += rng.sample(rows, min(per_class, len(rows)))
-    return sorted(picked)
+    return per_class_sample(labels, per_class, seed)
 
 
 def compare(recipe_path: str, overrides: list[str], strategies: list[str], budgets: list[int | None],

@@ -90,6 +90,22 @@ class Splits:
     groups: dict[str, list[str]] | None = None  # `data.group_column`: each validation / test row's group
 
 
+def per_class_sample(labels: list, per_class: int | None, seed: int) -> list[int]:
+    """Seeded, stratified: `per_class` row indices of every class (all of a smaller class), sorted; every
+    row for `per_class=None`. The one draw behind `compare`'s label budgets and active learning's start."""
+    if per_class is None:
+        return list(range(len(labels)))
+    rng = random.Random(seed)
+    by_class: dict = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    picked = []
+    for label in sorted(by_class):
+        rows = by_class[label]
+        picked += rng.sample(rows, min(per_class, len(rows)))
+    return sorted(picked)
+
+
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int], list[str]]:
     """Indices of a seeded, per-class split: (train, held_out, classes too small to split).
 
