@@ -23,6 +23,23 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 datasets.disable_progress_bars()  # the per-call `map` bar of tokenizing is noise, in the CLI and in Python
 
 
+class InMemoryTable:
+    """What `tokenize` asks of a `datasets.Dataset` (its column names and a batched
+    `map` with indices), on plain lists: one call of the function over all rows, no Arrow table and no
+    fingerprint."""
+
+    def __init__(self, columns: dict[str, list]):
+        self.columns = columns
+        self.column_names = list(columns)
+
+    def map(self, function, batched: bool = True, with_indices: bool = False, **_ignored) -> dict[str, list]:
+        """The function applied to every row at once (`tokenize` always maps batched, with indices)."""
+        if not batched:
+            raise TypeError("InMemoryTable maps batched functions only")
+        rows = len(next(iter(self.columns.values()))) if self.columns else 0
+        return function(self.columns, list(range(rows))) if with_indices else function(self.columns)
+
+
 def tokenize(dataset: datasets.Dataset, tokenizer, max_length: int, long_text: str = "truncate",
              stride: int = 0, max_chunks: int | None = None) -> datasets.Dataset:
     """Tokenize `text` (+ `text_pair`) unpadded; add a `doc` column with each row's source row index.

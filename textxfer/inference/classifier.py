@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..config import LoraSettings
-from ..data.batching import PadCollator, TokenizedDataset, length_sorted, tokenize
+from ..data.batching import InMemoryTable, PadCollator, TokenizedDataset, length_sorted, tokenize
 from ..data.tables_out import added_names, note_renamed, output_format, write_table
 from ..errors import TextxferError
 from ..evaluation.abstention import (accuracy_at_threshold, check_coverage, check_min_confidence, decided_confidence,
@@ -130,8 +129,8 @@ class Classifier:
         if pairs is not None:
             columns["text_pair"] = list(pairs)
         info = self.info
-        return TokenizedDataset(tokenize(datasets.Dataset.from_dict(columns), self.tokenizer, info.max_length,
-                                         info.long_text, info.stride, info.max_chunks))
+        return TokenizedDataset(tokenize(InMemoryTable(columns), self.tokenizer, info.max_length, info.long_text,
+                                         info.stride, info.max_chunks))
 
     def batches(self, windows: TokenizedDataset, batch_size: int | None = None) -> list[list[int]]:
         """Window indices in length-sorted batches (longest first): little padding, and a fixed split

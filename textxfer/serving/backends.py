@@ -2,11 +2,8 @@
 
 Both are `Classifier`s, so a served prediction is decided exactly as `textxfer predict` decides it (the
 run's calibration, decision rule, per-label thresholds and abstention threshold; `Classifier.decide` and
-`Classifier.min_confidence`). They differ from the `Classifier` they extend in one thing: texts are
-tokenized in memory by the same `data.batching.tokenize` that training and `predict` use, without
-building a `datasets.Dataset` per call. A `datasets` map hashes its function, tokenizer included, with
-dill on every call (about 0.1 s for a BERT vocabulary on a 2-core CPU), which a server would pay on
-every batch: many times the model's own time for a short text. And a gathered batch runs in passes of
+`Classifier.min_confidence`), and tokenized as `Classifier.tokenized` tokenizes (in memory, the same
+`data.batching.tokenize` as training). They differ in one thing: a gathered batch runs in passes of
 similar lengths (`length_batches`), not in one pass padded to its longest text.
 """
 from __future__ import annotations
@@ -16,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.batching import PadCollator, TokenizedDataset, tokenize
+from ..data.batching import PadCollator, TokenizedDataset
 from ..errors import TextxferError
-from ..evaluation.decisions import aggregate
 from ..inference import Classifier, EnsembleClassifier, load_classifier
 from ..runs.info import RunInfo
 
@@ -50,48 +46,20 @@ def length_batches(lengths: list[int], max_batch: int, pass_cost: int = PASS_COS
     return batches[::-1]
 
 
-class InMemoryTable:
-    """What `data.batching.tokenize` asks of a `datasets.Dataset` (its column names and a batched
-    `map` with indices), on plain lists: one call of the function over all rows, no Arrow table and no
-    fingerprint."""
-
-    def __init__(self, columns: dict[str, list]):
-        self.columns = columns
-        self.column_names = list(columns)
-
-    def map(self, function, batched: bool = True, with_indices: bool = False, **_ignored) -> dict[str, list]:
-        """The function applied to every row at once (`tokenize` always maps batched, with indices)."""
-        if not batched:
-            raise TypeError("InMemoryTable maps batched functions only")
-        rows = len(next(iter(self.columns.values()))) if self.columns else 0
-        return function(self.columns, list(range(rows))) if with_indices else function(self.columns)
-
-
 class _ServedLogits:
-    """`predict_logits` on in-memory tokenization: the same windows, batches and aggregation as
-    `Classifier.predict_logits`; subclasses say how one padded batch becomes logits (`_forward`)."""
+    """`Classifier.predict_logits` (same tokenization, windows and aggregation) with a gathered batch cut
+    into passes of similar lengths (`length_batches`); subclasses say how one padded pass becomes logits
+    (`_forward`)."""
 
-    def predict_logits(self, texts: list[str], pairs: list[str] | None = None,
-                       batch_size: int | None = None) -> torch.Tensor:
-        """Uncalibrated logits, one row per text, in input order (windows aggregated by the run's rule)."""
-        if not texts:
-            return torch.zeros((0, len(self.labels)))
-        if self.info.text_pair_column and pairs is None:
-            raise TextxferError(f"This run classifies text pairs (`{self.info.text_pair_column}` with each text): "
-                                f"pass `pairs` with one pair text per text.")
-        columns = {"text": list(texts)}
-        if pairs is not None:
-            columns["text_pair"] = list(pairs)
-        info = self.info
-        dataset = TokenizedDataset(tokenize(InMemoryTable(columns), self.tokenizer, info.max_length, info.long_text,
-                                            info.stride, info.max_chunks))
-        chunks, docs = [], []
-        for rows in length_batches(dataset.lengths, batch_size or info.eval_batch_size):
-            batch = self.collate([dataset[i] for i in rows])  # what a DataLoader would do, without its per-call setup
-            docs.append(batch.pop("doc"))
-            chunks.append(self._forward(batch))
-        logits, _ = aggregate(torch.cat(chunks), None, torch.cat(docs), info.chunk_aggregation)
-        return logits
+    def batches(self, windows: TokenizedDataset, batch_size: int | None = None) -> list[list[int]]:
+        """Window indices in passes of similar lengths, at most `batch_size` (the run's eval batch) each."""
+        return length_batches(windows.lengths, batch_size or self.info.eval_batch_size)
+
+    def batch_logits(self, windows: TokenizedDataset, batch: list[int]) -> torch.Tensor:
+        """The logits of one pass of windows."""
+        inputs = self.collate([windows[i] for i in batch])  # what a DataLoader would do, without its per-call setup
+        inputs.pop("doc", None)
+        return self._forward(inputs)
 
     def _forward(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError
